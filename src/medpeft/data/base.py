@@ -1,0 +1,214 @@
+"""The data contract every source fulfils (see DESIGN.md, "Data specs").
+
+A source turns a spec into images + labels per split; everything after that (fractions,
+transforms, loaders, training) sees only :class:`MedicalDataset` and :class:`DatasetInfo`.
+
+Labels are stored as an integer array of shape ``(N, L)``:
+- ``binary``:     L = 1, values 0/1; ``label_names`` holds the two class names (negative first),
+- ``multiclass``: L = 1, the class index; ``label_names`` holds the C class names,
+- ``multilabel``: L = number of findings, values 0/1; ``label_names`` names each column.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+Task = Literal["binary", "multiclass", "multilabel"]
+TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file (and line) and what to do about it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    task: Task
+    label_names: tuple[str, ...]
+    split_sizes: Mapping[str, int]
+    channels: int
+    image_size: tuple[int, int] | None = None  # native (H, W) when all images share one
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "binary" and len(self.label_names) != 2:
+            raise ValueError(f"a binary task names its two classes, got {self.label_names}")
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the classifier head: one logit for binary, else one per label/class."""
+        return 1 if self.task == "binary" else len(self.label_names)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """What each output column scores (the positive class for binary tasks)."""
+        return (self.label_names[1],) if self.task == "binary" else self.label_names
+
+
+def positives_per_label(labels: np.ndarray, info: DatasetInfo) -> dict[str, int]:
+    """Positives per finding (multilabel, binary) or examples per class (multiclass)."""
+    if info.task == "multiclass":
+        counts = np.bincount(labels[:, 0], minlength=len(info.label_names))
+        return dict(zip(info.label_names, counts.tolist()))
+    return dict(zip(info.column_names, labels.sum(axis=0).astype(int).tolist()))
+
+
+class ImageStore(Protocol):
+    """Where a split's images come from: arrays in memory or files on disk."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> np.ndarray:
+        """float32 image in [0, 1], shape (H, W) or (H, W, C)."""
+
+    def describe(self, index: int) -> str:
+        """Where item ``index`` comes from, for error messages (file and line)."""
+
+    def subset(self, indices: Sequence[int]) -> "ImageStore": ...
+
+
+class ArrayImages:
+    """uint8 images held in memory (MedMNIST, synthetic data): (N, H, W) or (N, H, W, C)."""
+
+    def __init__(self, array: np.ndarray, origin: str):
+        if array.dtype != np.uint8 or array.ndim not in (3, 4):
+            raise DataError(f"{origin}: expected uint8 images (N,H,W[,C]), got {array.dtype} {array.shape}")
+        self.array = array
+        self.origin = origin
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def load(self, index: int) -> np.ndarray:
+        return self.array[index].astype(np.float32) / 255.0
+
+    def describe(self, index: int) -> str:
+        return f"{self.origin}[{index}]"
+
+    def subset(self, indices: Sequence[int]) -> "ArrayImages":
+        return ArrayImages(self.array[np.asarray(indices, dtype=np.int64)], self.origin)
+
+
+class FileImages:
+    """Image files decoded on access; ``origins[i]`` says which list file and line named it."""
+
+    def __init__(self, paths: Sequence, origins: Sequence[str]):
+        if len(paths) != len(origins):
+            raise ValueError("one origin per path")
+        self.paths = list(paths)
+        self.origins = list(origins)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        from .decode import read_image  # decoding libraries load only when files are read
+
+        try:
+            return read_image(self.paths[index])
+        except DataError as err:
+            raise DataError(f"{err} (listed at {self.origins[index]}); fix or remove the file, "
+                            "or pass --skip-bad to leave such items out with a warning") from None
+
+    def describe(self, index: int) -> str:
+        return f"{self.paths[index]} (listed at {self.origins[index]})"
+
+    def subset(self, indices: Sequence[int]) -> "FileImages":
+        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices])
+
+
+class MedicalDataset(Dataset):
+    """``(image tensor, label)`` pairs of one split; ``label`` is a float vector of length
+    ``info.num_outputs`` for binary/multilabel tasks and an int64 class index for multiclass."""
+
+    def __init__(self, images: ImageStore, labels: np.ndarray, info: DatasetInfo, split: str,
+                 transform: Callable[[np.ndarray], torch.Tensor] | None = None):
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or len(labels) != len(images):
+            raise ValueError(f"labels must be (N, L) with N = {len(images)} images, got {labels.shape}")
+        self.images = images
+        self.labels = labels.astype(np.int64)
+        self.info = info
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.images.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        else:
+            image = torch.from_numpy(np.ascontiguousarray(image))
+        return image, self.target(index)
+
+    def target(self, index: int) -> torch.Tensor:
+        if self.info.task == "multiclass":
+            return torch.tensor(self.labels[index, 0], dtype=torch.int64)
+        return torch.from_numpy(self.labels[index].astype(np.float32))
+
+    def subset(self, indices: Sequence[int]) -> "MedicalDataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        return MedicalDataset(self.images.subset(indices), self.labels[indices], self.info,
+                              self.split, self.transform)
+
+    def with_transform(self, transform) -> "MedicalDataset":
+        return MedicalDataset(self.images, self.labels, self.info, self.split, transform)
+
+
+@dataclass
+class DataSplits:
+    """What :func:`medpeft.data.load_dataset` returns: the three splits and how train was cut."""
+
+    info: DatasetInfo
+    train: MedicalDataset
+    val: MedicalDataset
+    test: MedicalDataset
+    fraction: float = 1.0
+    subset_note: str = "all training labels"
+    full_train_size: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> MedicalDataset:
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
+        return getattr(self, name)
+
+    def with_transforms(self, train, evaluation) -> "DataSplits":
+        return DataSplits(self.info, self.train.with_transform(train), self.val.with_transform(evaluation),
+                          self.test.with_transform(evaluation), self.fraction, self.subset_note,
+                          self.full_train_size, self.skipped)
+
+
+class BadItems:
+    """Collects unreadable items while a source reads its lists.
+
+    Without ``skip_bad`` the first problem ends reading with one error naming file and line;
+    with it, every bad item is left out and listed in one warning, so nothing vanishes silently.
+    """
+
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.items: list[str] = []
+
+    def report(self, where: str, problem: str) -> None:
+        message = f"{where}: {problem}"
+        if not self.skip_bad:
+            raise DataError(message + " (pass --skip-bad to leave such items out with a warning)")
+        self.items.append(message)
+
+    def warn(self, context: str) -> None:
+        if self.items:
+            shown = "\n  ".join(self.items[:20])
+            more = f"\n  ... and {len(self.items) - 20} more" if len(self.items) > 20 else ""
+            warnings.warn(f"{context}: skipped {len(self.items)} bad item(s):\n  {shown}{more}",
+                          stacklevel=2)

@@ -1,0 +1,78 @@
+"""Label fractions (1%, 10%, 100% of the training labels) that are nested, stratified and seeded.
+
+Every fraction of a split is a prefix of one seeded ordering of that split, so subsets are
+nested by construction (1% ⊂ 10% ⊂ 100%) and a given (labels, seed) always yields the same
+subset. The ordering is built so that prefixes are stratified:
+
+* it starts with one example of every class (single-label tasks) or one positive of every
+  finding that has positives (multi-label), so no class or finding vanishes from a small
+  subset — the subset grows past ``fraction * N`` when it must;
+* for single-label tasks the rest is a systematic stratified ordering: the j-th of the n_c
+  shuffled members of class c gets the key (j + u_c) / n_c (u_c uniform), and sorting by
+  key keeps every prefix within one example of the class proportions;
+* multi-label sets have no exact stratification for all label combinations; after the
+  guaranteed positives the order is a seeded shuffle.
+
+Validation and test splits are never subsampled; see :func:`medpeft.data.load_dataset`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PAPER_FRACTIONS = (0.01, 0.1, 1.0)
+
+
+def check_fraction(fraction: float) -> float:
+    fraction = float(fraction)
+    if not (0.0 < fraction <= 1.0) or math.isnan(fraction):
+        raise ValueError(f"--fraction must be in (0, 1] (e.g. 0.01, 0.1, 1.0), got {fraction}")
+    return fraction
+
+
+def subset_size(n: int, fraction: float, guaranteed: int = 0) -> int:
+    """Items in a fraction of n: rounded, at least one, and at least the guaranteed ones."""
+    return min(n, max(1, round(fraction * n), guaranteed))
+
+
+def nested_order(labels: np.ndarray, task: str, seed: int) -> tuple[np.ndarray, int]:
+    """A seeded ordering of all items and how many leading items are guaranteed picks."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if task == "multilabel":
+        order = rng.permutation(len(labels))
+        return _guarantee_positives(order, labels)
+    classes = labels[:, 0]
+    keys = np.empty(len(classes), dtype=np.float64)
+    first_of_class = []
+    for cls in np.unique(classes):
+        members = rng.permutation(np.flatnonzero(classes == cls))
+        keys[members] = (np.arange(len(members)) + rng.random()) / len(members)
+        first_of_class.append(members[0])
+    order = np.lexsort((rng.random(len(keys)), keys))  # ties broken at random
+    guaranteed = np.array(sorted(first_of_class, key=lambda i: keys[i]), dtype=np.int64)
+    rest = order[~np.isin(order, guaranteed)]
+    return np.concatenate([guaranteed, rest]), len(guaranteed)
+
+
+def _guarantee_positives(order: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    chosen: list[int] = []
+    for column in range(labels.shape[1]):
+        if any(labels[i, column] for i in chosen):
+            continue
+        positives = order[labels[order, column] > 0]
+        if len(positives):
+            chosen.append(int(positives[0]))
+    guaranteed = np.array(chosen, dtype=np.int64)
+    rest = order[~np.isin(order, guaranteed)]
+    return np.concatenate([guaranteed, rest]), len(guaranteed)
+
+
+def fraction_indices(labels: np.ndarray, task: str, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the training items kept at ``fraction`` (nested across fractions)."""
+    fraction = check_fraction(fraction)
+    if fraction == 1.0:
+        return np.arange(len(labels))
+    order, guaranteed = nested_order(labels, task, seed)
+    return np.sort(order[: subset_size(len(labels), fraction, guaranteed)])

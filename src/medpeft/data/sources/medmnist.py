@@ -1,0 +1,124 @@
+"""MedMNIST v2 / MedMNIST+ 2D datasets from their official ``.npz`` files.
+
+Spec: ``medmnist:<flag>[@<size>]`` with size 28 (default; file ``<flag>.npz``) or 64, 128,
+224 (file ``<flag>_<size>.npz``), read from the data root (``--data-root``, ``$MEDPEFT_DATA``,
+default ``~/.medmnist``, the official package's default). Task types and label names follow
+the official ``medmnist/info.py`` (MedMNIST/MedMNIST); ``retinamnist``'s ordinal grades are
+treated as multi-class, as the official evaluator scores them. Nothing is downloaded at run
+time: a missing file gets an error saying where we looked and where to fetch it.
+"""
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..base import ArrayImages, DataError
+from ..spec import take_options
+from . import SOURCES
+from .base import DataSource, SourceData, SplitData
+
+SIZES = (28, 64, 128, 224)
+DOWNLOAD_V2 = "https://zenodo.org/records/6496656/files/{file}?download=1"
+DOWNLOAD_PLUS = "https://zenodo.org/records/10519652/files/{file}?download=1"
+
+_ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
+           "liver", "lung-left", "lung-right", "pancreas", "spleen")
+
+# flag -> (task, label names, channels, official split sizes train/val/test)
+FLAGS: dict[str, tuple[str, tuple[str, ...], int, tuple[int, int, int]]] = {
+    "pathmnist": ("multiclass", ("adipose", "background", "debris", "lymphocytes", "mucus",
+                                 "smooth muscle", "normal colon mucosa", "cancer-associated stroma",
+                                 "colorectal adenocarcinoma epithelium"), 3, (89996, 10004, 7180)),
+    "chestmnist": ("multilabel", ("atelectasis", "cardiomegaly", "effusion", "infiltration", "mass",
+                                  "nodule", "pneumonia", "pneumothorax", "consolidation", "edema",
+                                  "emphysema", "fibrosis", "pleural", "hernia"), 1, (78468, 11219, 22433)),
+    "dermamnist": ("multiclass", ("actinic keratoses and intraepithelial carcinoma",
+                                  "basal cell carcinoma", "benign keratosis-like lesions",
+                                  "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions"),
+                   3, (7007, 1003, 2005)),
+    "octmnist": ("multiclass", ("choroidal neovascularization", "diabetic macular edema", "drusen",
+                                "normal"), 1, (97477, 10832, 1000)),
+    "pneumoniamnist": ("binary", ("normal", "pneumonia"), 1, (4708, 524, 624)),
+    "retinamnist": ("multiclass", ("0", "1", "2", "3", "4"), 3, (1080, 120, 400)),
+    "breastmnist": ("binary", ("malignant", "normal, benign"), 1, (546, 78, 156)),
+    "bloodmnist": ("multiclass", ("basophil", "eosinophil", "erythroblast",
+                                  "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+                                  "lymphocyte", "monocyte", "neutrophil", "platelet"), 3, (11959, 1712, 3421)),
+    "tissuemnist": ("multiclass", ("Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule",
+                                   "Glomerular endothelial cells", "Interstitial endothelial cells",
+                                   "Leukocytes", "Podocytes", "Proximal Tubule Segments",
+                                   "Thick Ascending Limb"), 1, (165466, 23640, 47280)),
+    "organamnist": ("multiclass", _ORGANS, 1, (34581, 6491, 17778)),
+    "organcmnist": ("multiclass", _ORGANS, 1, (13000, 2392, 8268)),
+    "organsmnist": ("multiclass", _ORGANS, 1, (13940, 2452, 8829)),
+}
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``chestmnist@64`` -> (``chestmnist``, 64)."""
+    flag, _, size_text = target.lower().partition("@")
+    if flag not in FLAGS:
+        import difflib
+        hint = difflib.get_close_matches(flag, FLAGS, n=1)
+        maybe = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"unknown MedMNIST flag {flag!r}.{maybe} 2D flags: {', '.join(FLAGS)}")
+    try:
+        size = int(size_text) if size_text else 28
+    except ValueError:
+        raise ValueError(f"medmnist:{target}: size after '@' must be one of {SIZES}") from None
+    if size not in SIZES:
+        raise ValueError(f"medmnist:{target}: size must be one of {SIZES}, got {size}")
+    return flag, size
+
+
+def file_name(flag: str, size: int) -> str:
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+@SOURCES.register("medmnist")
+class MedMNISTSource(DataSource):
+    default_root = "~/.medmnist"
+
+    def read(self) -> SourceData:
+        take_options(self.spec, {})
+        flag, size = parse_target(self.spec.target)
+        task, names, channels, official = FLAGS[flag]
+        path = Path(self.data_root or Path(self.default_root).expanduser()) / file_name(flag, size)
+        arrays = self._load(path, flag, size)
+        splits = {}
+        for split, expected in zip(("train", "val", "test"), official):
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+            if len(images) != len(labels):
+                raise DataError(f"{path}: {split}_images has {len(images)} items but "
+                                f"{split}_labels has {len(labels)}")
+            if len(images) != expected:
+                warnings.warn(f"{path}: {split} has {len(images)} images, the official {flag} has "
+                              f"{expected}; is this a modified copy?", stacklevel=2)
+            labels = np.asarray(labels).reshape(len(labels), -1)
+            splits[split] = SplitData(ArrayImages(images, f"{path}:{split}_images"), labels,
+                                      f"{path}:{split}_labels")
+        return SourceData(name=f"medmnist:{flag}@{size}", task=task, label_names=names,
+                          channels=channels, splits=splits, image_size=(size, size))
+
+    @staticmethod
+    def _load(path: Path, flag: str, size: int) -> dict[str, np.ndarray]:
+        if not path.is_file():
+            url = (DOWNLOAD_V2 if size == 28 else DOWNLOAD_PLUS).format(file=path.name)
+            raise DataError(
+                f"MedMNIST file not found: {path}. medpeft does not download data; fetch it from "
+                f"{url} (or `python -m medmnist download` with the medmnist package) into "
+                f"{path.parent}, or point --data-root / $MEDPEFT_DATA at the folder that has it.")
+        keys = [f"{s}_{kind}" for s in ("train", "val", "test") for kind in ("images", "labels")]
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in keys if k not in npz.files]
+                if missing:
+                    raise DataError(f"{path}: not an official MedMNIST file, missing arrays {missing}")
+                return {k: npz[k] for k in keys}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            if isinstance(err, DataError):
+                raise
+            raise DataError(f"{path}: cannot read the .npz file ({err}); download it again") from None

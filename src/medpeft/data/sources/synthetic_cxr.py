@@ -1,0 +1,1 @@
+"""Placeholder: this source is being written."""

@@ -1,0 +1,61 @@
+"""Image transforms: decoded [0, 1] arrays -> normalised 3-channel tensors at the model's size.
+
+Normalisation statistics belong to the backbone (its pretraining data), not to the dataset's
+file names; the default 0.4785/0.2834 is the chest X-ray statistic MED-PEFT and MRM use.
+Augmentation is chosen by name in the training config. Built on torchvision.transforms.v2.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+CXR_MEAN = (0.4785,)
+CXR_STD = (0.2834,)
+AUGMENTATIONS = ("none", "light", "flip")
+
+
+def to_chw(image: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, C) float array -> (3, H, W) tensor (grayscale repeated, alpha dropped)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    channels = tensor.shape[0]
+    if channels == 1:
+        return tensor.expand(3, -1, -1).contiguous()
+    if channels in (3, 4):
+        return tensor[:3].contiguous()
+    raise ValueError(f"images need 1, 3 or 4 channels, got {channels}")
+
+
+def _per_channel(values: Sequence[float], name: str) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        return values * 3
+    if len(values) != 3:
+        raise ValueError(f"{name} takes 1 or 3 values, got {values}")
+    return values
+
+
+def build_transform(img_size: int, mean: Sequence[float] = CXR_MEAN, std: Sequence[float] = CXR_STD,
+                    augment: str = "none") -> Callable[[np.ndarray], torch.Tensor]:
+    """The transform for one split: ``augment="none"`` for evaluation.
+
+    ``light`` is a mild random-resized crop (scale 0.8-1); ``flip`` adds horizontal flips,
+    which can be wrong for chest X-rays (the heart is on the left) and is never the default.
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    if augment == "none":
+        geometry = [v2.Resize(img_size, antialias=True), v2.CenterCrop(img_size)]
+    else:
+        geometry = [v2.RandomResizedCrop(img_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True)]
+        if augment == "flip":
+            geometry.append(v2.RandomHorizontalFlip())
+    pipeline = v2.Compose([*geometry, v2.Normalize(_per_channel(mean, "mean"), _per_channel(std, "std"))])
+
+    def transform(image: np.ndarray) -> torch.Tensor:
+        return pipeline(to_chw(image))
+
+    return transform
