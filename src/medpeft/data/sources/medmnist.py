@@ -97,7 +97,8 @@ class MedMNISTSource(DataSource):
             if len(images) != expected:
                 warnings.warn(f"{path}: {split} has {len(images)} images, the official {flag} has "
                               f"{expected}; is this a modified copy?", stacklevel=2)
-            labels = np.asarray(labels).reshape(len(labels), -1)
+            labels = np.asarray(labels)
+            labels = labels[:, None] if labels.ndim == 1 else labels
             splits[split] = SplitData(ArrayImages(images, f"{path}:{split}_images"), labels,
                                       f"{path}:{split}_labels")
         return SourceData(name=f"medmnist:{flag}@{size}", task=task, label_names=names,
