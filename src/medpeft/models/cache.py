@@ -1,0 +1,63 @@
+"""The named local cache of pretrained backbones: ``--checkpoint <name>`` as well as a path.
+
+Layout (DESIGN.md, "Checkpoints"): ``$MEDPEFT_CACHE/checkpoints/<name>/checkpoint.pth`` plus a
+``card.json`` describing how it was made; ``$MEDPEFT_CACHE`` defaults to ``~/.cache/medpeft``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+CACHE_ENV = "MEDPEFT_CACHE"
+CHECKPOINT_FILES = ("checkpoint.pth", "model.safetensors", "checkpoint.safetensors")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/medpeft").expanduser()
+
+
+def checkpoint_dir(name: str) -> Path:
+    if not _NAME.match(name):
+        raise ValueError(f"checkpoint name {name!r} may hold letters, digits, '.', '_' and '-' only")
+    return cache_root() / "checkpoints" / name
+
+
+def cached_names() -> list[str]:
+    folder = cache_root() / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if _checkpoint_file(p) is not None)
+
+
+def _checkpoint_file(folder: Path) -> Path | None:
+    for file_name in CHECKPOINT_FILES:
+        if (folder / file_name).is_file():
+            return folder / file_name
+    return None
+
+
+def resolve_checkpoint(reference: str | os.PathLike) -> Path:
+    """A file path as given, or the file of a cached checkpoint named ``reference``."""
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir() and _checkpoint_file(path) is not None:
+        return _checkpoint_file(path)
+    if _NAME.match(str(reference)):
+        found = _checkpoint_file(checkpoint_dir(str(reference)))
+        if found is not None:
+            return found
+    names = ", ".join(cached_names()) or "none yet (make one with `medpeft pretrain ... --name NAME`)"
+    raise FileNotFoundError(f"checkpoint {str(reference)!r} is neither a file nor a cached name; "
+                            f"cached in {cache_root() / 'checkpoints'}: {names}")
+
+
+def read_card(checkpoint: Path) -> dict:
+    """The JSON card beside a checkpoint, or {} when it has none."""
+    for candidate in (checkpoint.with_suffix(".json"), checkpoint.parent / "card.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return {}
