@@ -1,0 +1,205 @@
+"""The method contract: every PEFT method is a config dataclass plus a :class:`Method` subclass.
+
+A method (HF peft's tuner pattern, without its multi-adapter machinery):
+- ``inject(model)`` adds its modules/parameters (nothing for selection methods like BitFit),
+- ``trainable_patterns(model)`` are regexes over parameter names; the task head (classifier,
+  and ``fc_norm`` for ViTs) always trains as well,
+- mergeable methods implement ``merge``/``unmerge`` (in place, idempotent) and ``unload``
+  (merge, then return a plain timm model with no method modules left).
+
+Because "trainable" is a name filter, counting, saving and loading are written once, here,
+for every method: :func:`apply_method`, :func:`count_parameters`, :func:`adapter_state_dict`,
+:func:`save_adapter`, :func:`load_adapter`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from ..config import atomic_write_text, from_dict, to_dict
+from ..models.backbones import family_of, head_names
+from ..registry import Registry
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Buffers that change while training (BatchNorm statistics) belong to the adapted state.
+RUNNING_STAT_BUFFERS = re.compile(r"\.(running_mean|running_var|num_batches_tracked)$")
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config; subclasses add fields with a comment each."""
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+class Method(ABC):
+    """One PEFT method bound to its config. Subclasses set the class attributes."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    families: ClassVar[tuple[str, ...]] = ("vit", "resnet")  # backbones it fits
+    mergeable: ClassVar[bool] = False
+    #: whether the adapted model computes exactly the base model's function before training
+    #: (zero-initialised updates); prompt methods like VPT change it from the start
+    identity_at_init: ClassVar[bool] = True
+    summary: ClassVar[str] = ""  # one line for `medpeft methods`
+    paper: ClassVar[str] = ""  # the method's reference
+    #: base learning rate used when the run sets neither --blr nor --lr (lr = blr * batch / 256);
+    #: PEFT methods train few, freshly initialised weights and usually want more than FFT.
+    default_blr: ClassVar[float] = 4e-3
+
+    def __init__(self, config: MethodConfig | None = None):
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def inject(self, model: nn.Module) -> nn.Module:
+        """Add the method's modules; selection methods add nothing."""
+        return model
+
+    @abstractmethod
+    def trainable_patterns(self, model: nn.Module) -> list[str]:
+        """Regexes (re.search) over parameter names of what trains besides the head."""
+
+    # Mergeable methods override these three.
+    def merge(self, model: nn.Module) -> None:
+        raise NotImplementedError(f"{self.name} cannot be merged into the base weights")
+
+    def unmerge(self, model: nn.Module) -> None:
+        raise NotImplementedError(f"{self.name} cannot be merged into the base weights")
+
+    def unload(self, model: nn.Module) -> nn.Module:
+        raise NotImplementedError(f"{self.name} cannot be merged into the base weights")
+
+    def adapter_metadata(self) -> dict:
+        """Extra fields for adapter_config.json (peft-backed methods add peft's own config)."""
+        return {}
+
+    def is_trainable(self, model: nn.Module):
+        """The name filter: a function ``name -> bool`` for this model."""
+        patterns = [re.escape(h) + r"\." for h in head_names(model)]
+        regex = re.compile("|".join([f"^(?:{p})" for p in patterns] + self.trainable_patterns(model)))
+        return lambda name: regex.search(name) is not None
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: registers ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    METHODS.add(cls.name, cls)
+    return cls
+
+
+def create_method(name: str, options: dict | None = None) -> Method:
+    """A method by name with its config built (and validated) from ``options``."""
+    cls = METHODS.get(name)
+    return cls(from_dict(cls.config_class, options or {}, where=f"method {name}"))
+
+
+def check_fits(method: Method, model: nn.Module) -> None:
+    family = family_of(model)
+    if family not in method.families:
+        fits = " and ".join(method.families)
+        others = [n for n, c in METHODS.items() if family in c.families]
+        raise ValueError(f"method {method.name!r} fits {fits} backbones, not {family} "
+                         f"({type(model).__name__}). Methods for {family}: {', '.join(others)}")
+
+
+def apply_method(model: nn.Module, method: Method) -> nn.Module:
+    """Inject the method and leave exactly its parameters (and the head) trainable."""
+    check_fits(method, model)
+    model = method.inject(model)
+    trainable = method.is_trainable(model)
+    for name, param in model.named_parameters():
+        param.requires_grad_(trainable(name))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise AssertionError(f"{method.name} left no trainable parameters")
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; total includes the method's own parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def describe_trainable(model: nn.Module) -> str:
+    trainable, total = count_parameters(model)
+    return f"trainable: {trainable:,} ({100.0 * trainable / total:.2f}% of {total:,})"
+
+
+def adapter_state_dict(model: nn.Module, method: Method) -> dict[str, torch.Tensor]:
+    """What training changed: the trainable parameters plus BatchNorm running statistics."""
+    trainable = method.is_trainable(model)
+    state = {}
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        if trainable(name) or RUNNING_STAT_BUFFERS.search(name):
+            state[name] = tensor.detach().clone().contiguous()
+    return state
+
+
+def save_adapter(model: nn.Module, method: Method, directory: str | Path, extra: dict | None = None) -> None:
+    """HF-peft-style files: ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+    Tensor names are the model's own parameter names, so a file can be inspected with
+    ``safetensors`` and loaded with :func:`load_adapter` onto the same backbone.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"peft_type": method.name.upper().replace("-", "_"), "medpeft_method": method.name,
+              "method_config": method.config.to_dict(), **method.adapter_metadata(), **(extra or {})}
+    weights = directory / ADAPTER_WEIGHTS
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    save_file(adapter_state_dict(model, method), str(tmp), metadata={"format": "pt"})
+    tmp.replace(weights)
+    atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
+
+
+def read_adapter_config(directory: str | Path) -> dict:
+    path = Path(directory) / ADAPTER_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"no {ADAPTER_CONFIG} in {directory}")
+    return json.loads(path.read_text())
+
+
+def load_adapter(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Method]:
+    """Apply the saved method to ``model`` (the same backbone) and load its tensors exactly."""
+    config = read_adapter_config(directory)
+    method = create_method(config["medpeft_method"], config.get("method_config"))
+    model = apply_method(model, method)
+    state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    load_adapter_state(model, state, source=str(directory))
+    return model, method
+
+
+def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "adapter") -> None:
+    """Copy adapter tensors into ``model``; every tensor must find its place with its shape."""
+    own = model.state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(f"{source}: tensors that this model does not have: {unknown[:5]} "
+                         "(was it saved from a different backbone or method config?)")
+    for key, tensor in state.items():
+        if own[key].shape != tensor.shape:
+            raise ValueError(f"{source}: {key} has shape {tuple(tensor.shape)}, the model "
+                             f"expects {tuple(own[key].shape)}")
+    model.load_state_dict(state, strict=False)
+
+
+def config_fields(cls: type[MethodConfig]) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]

@@ -1,0 +1,74 @@
+"""Tiny backbones for the method matrix, and the closed-form trainable count of every method.
+
+Each registered method needs an entry in ``EXPECTED_TRAINABLE``: a formula written from the
+method's definition (not by counting the model), so a wrong injection shows up as a
+mismatch. A method registered without a formula fails ``test_every_method_has_a_formula``.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medpeft.methods import METHODS, create_method
+from medpeft.models import BackboneConfig, create_backbone, family_of
+
+NUM_OUTPUTS = 3
+
+TINY = {
+    "vit": BackboneConfig("vit_tiny", img_size=16, patch_size=4, drop_path=0.0, timm_kwargs={"depth": 2}),
+    "resnet": BackboneConfig("resnet50", img_size=32, drop_path=0.0),
+}
+
+
+def dims(model) -> dict:
+    """Architecture numbers the formulas use."""
+    if family_of(model) == "vit":
+        d = model.embed_dim
+        return {"d": d, "L": len(model.blocks), "C": NUM_OUTPUTS, "mlp": model.blocks[0].mlp.fc1.out_features,
+                "head": d * NUM_OUTPUTS + NUM_OUTPUTS + 2 * d, "tokens": model.patch_embed.num_patches}
+    return {"C": NUM_OUTPUTS, "head": model.num_features * NUM_OUTPUTS + NUM_OUTPUTS}
+
+
+def total_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _lora(model, cfg):
+    k = dims(model)
+    return 4 * k["d"] * cfg.rank * k["L"] + k["head"]
+
+
+# name -> formula(base model before injection, method config) -> trainable parameter count
+EXPECTED_TRAINABLE = {
+    "fft": lambda model, cfg: total_params(model),
+    "linear": lambda model, cfg: dims(model)["head"],
+    "lora": _lora,
+}
+
+
+def method_family_pairs():
+    return [pytest.param(name, family, id=f"{name}-{family}")
+            for name, cls in METHODS.items() for family in cls.families]
+
+
+def make_model(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return create_backbone(TINY[family], NUM_OUTPUTS).eval()
+
+
+def make_inputs(family: str, batch: int = 2, seed: int = 1):
+    size = TINY[family].img_size
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def perturb(model):
+    """Move every trainable tensor off its initial value, as training would."""
+    generator = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+
+
+__all__ = ["EXPECTED_TRAINABLE", "METHODS", "create_method", "dims", "make_inputs", "make_model",
+           "method_family_pairs", "perturb", "total_params"]
