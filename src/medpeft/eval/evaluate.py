@@ -1,0 +1,38 @@
+"""Running a model over a split and scoring it."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from ..data.base import DatasetInfo
+from .metrics import compute_metrics
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    return logits.softmax(dim=-1) if task == "multiclass" else logits.sigmoid()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, task: str, device: torch.device,
+            autocast: contextlib.AbstractContextManager | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, K), labels (N, L)) over the whole loader, in loader order."""
+    was_training = model.training
+    model.eval()
+    scores, labels = [], []
+    for images, targets in loader:
+        with autocast or contextlib.nullcontext():
+            logits = model(images.to(device, non_blocking=True))
+        scores.append(probabilities(logits.float(), task).cpu())
+        labels.append(targets.reshape(len(targets), -1).long())
+    model.train(was_training)
+    return torch.cat(scores).numpy(), torch.cat(labels).numpy()
+
+
+def evaluate(model: nn.Module, loader: DataLoader, info: DatasetInfo, device: torch.device, *,
+             n_bootstrap: int = 0, seed: int = 0, autocast=None) -> dict:
+    scores, labels = predict(model, loader, info.task, device, autocast)
+    return compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=n_bootstrap, seed=seed)
