@@ -14,6 +14,7 @@ for every method: :func:`apply_method`, :func:`count_parameters`, :func:`adapter
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
@@ -153,6 +154,17 @@ def adapter_state_dict(model: nn.Module, method: Method) -> dict[str, torch.Tens
     return state
 
 
+def base_fingerprint(model: nn.Module, adapter_keys) -> str:
+    """sha256 of every tensor the adapter does not hold: identifies the frozen base weights."""
+    digest = hashlib.sha256()
+    skip = set(adapter_keys)
+    for name, tensor in sorted(model.state_dict().items()):
+        if name not in skip:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_adapter(model: nn.Module, method: Method, directory: str | Path, extra: dict | None = None) -> None:
     """HF-peft-style files: ``adapter_config.json`` + ``adapter_model.safetensors``.
 
@@ -161,11 +173,13 @@ def save_adapter(model: nn.Module, method: Method, directory: str | Path, extra:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    state = adapter_state_dict(model, method)
     config = {"peft_type": method.name.upper().replace("-", "_"), "medpeft_method": method.name,
-              "method_config": method.config.to_dict(), **method.adapter_metadata(), **(extra or {})}
+              "method_config": method.config.to_dict(), **method.adapter_metadata(),
+              "base_fingerprint": base_fingerprint(model, state), **(extra or {})}
     weights = directory / ADAPTER_WEIGHTS
     tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(adapter_state_dict(model, method), str(tmp), metadata={"format": "pt"})
+    save_file(state, str(tmp), metadata={"format": "pt"})
     tmp.replace(weights)
     atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
 
@@ -184,6 +198,11 @@ def load_adapter(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Me
     model = apply_method(model, method)
     state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
     load_adapter_state(model, state, source=str(directory))
+    expected = config.get("base_fingerprint")
+    if expected is not None and base_fingerprint(model, state) != expected:
+        raise ValueError(f"{directory}: the base weights differ from those the adapter was trained on "
+                         "(another checkpoint file, or a random backbone initialised differently, "
+                         "e.g. by another seed or torch version)")
     return model, method
 
 

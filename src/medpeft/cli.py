@@ -1,0 +1,180 @@
+"""Command line: each sub-command parses its arguments and calls one library function.
+
+No logic lives here beyond turning flags into typed configs (litgpt's habit); everything a
+command does is importable and testable without the CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from rich.console import Console
+
+console = Console()
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, spec_required: bool = True) -> None:
+    if spec_required:
+        parser.add_argument("spec", help="dataset spec, e.g. synthetic-cxr, medmnist:pneumoniamnist, "
+                                         "splits:DIR, folder:DIR, csv:FILE")
+    parser.add_argument("--data-root", help="folder with the data files (default: $MEDPEFT_DATA, "
+                                            "then the source's default, e.g. ~/.medmnist)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="fraction of the training labels to keep, in (0, 1] (default 1.0)")
+    parser.add_argument("--fraction-seed", type=int, default=0,
+                        help="seed of the training subset; fixed by default so seeds vary training only")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out missing/corrupt items with a warning instead of stopping")
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .data.summary import describe, split_table
+
+    splits = load_dataset(args.spec, data_root=args.data_root, fraction=args.fraction,
+                          fraction_seed=args.fraction_seed, skip_bad=args.skip_bad,
+                          verify=args.verify)
+    console.print(describe(splits))
+    console.print(split_table(splits))
+    return 0
+
+
+def _finetune_flags(parser: argparse.ArgumentParser) -> None:
+    from .cliargs import add_dataclass_flags
+    from .methods import METHODS
+    from .models import BackboneConfig
+    from .train.config import DataConfig, TrainConfig
+
+    parser.add_argument("--config", help="YAML recipe (e.g. a run's config.yaml); flags override it")
+    parser.add_argument("--out", help="run directory (default: runs/<data>-<method>-f<fraction>-s<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument("--method", dest="run.method", default=argparse.SUPPRESS,
+                        help=f"PEFT method: {', '.join(METHODS.names())}")
+    add_dataclass_flags(parser, DataConfig, "data", rename={"spec": "data"})
+    add_dataclass_flags(parser, BackboneConfig, "backbone", rename={"name": "backbone"})
+    add_dataclass_flags(parser, TrainConfig, "train")
+    options = parser.add_argument_group("method options (each applies to the methods that have it)")
+    seen: set[str] = set()
+    for _, cls in METHODS.items():
+        add_dataclass_flags(options, cls.config_class, "method_options", seen=seen)
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """Defaults, then --config YAML, then the flags typed on the command line."""
+    from .cliargs import given_values, merge
+    from .config import load_yaml
+    from .train.config import RunConfig
+
+    values = load_yaml(args.config) if args.config else {}
+    given = given_values(args)
+    values = merge(values, {k: v for k, v in given.items() if k not in ("run", "method_options")})
+    if "method" in given.get("run", {}):
+        if given["run"]["method"] != values.get("method"):
+            values["method_options"] = {}  # a recipe's options belong to its own method
+        values["method"] = given["run"]["method"]
+    values["method_options"] = merge(values.get("method_options", {}), given.get("method_options", {}))
+    return RunConfig.from_dict(values)
+
+
+def default_run_dir(config) -> str:
+    import re
+
+    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.spec.split("?")[0]).strip("-")
+    return f"runs/{data}-{config.backbone.name}-{config.method}-f{config.data.fraction:g}-s{config.train.seed}"
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .train import TrainingDiverged, finetune
+
+    config = run_config_from_args(args)
+    out = args.out or default_run_dir(config)
+    console.print(f"run directory: {out}")
+    try:
+        finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
+    except TrainingDiverged as err:
+        console.print(f"[bold red]training diverged:[/] {err}", highlight=False)
+        return 1
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.run import evaluate_run
+    from .experiments.report import metrics_table
+
+    metrics = evaluate_run(args.run, data_spec=args.data, data_root=args.data_root, split=args.split,
+                           n_bootstrap=args.n_bootstrap)
+    console.print(metrics_table(metrics, title=f"{args.run} on {args.data or 'its own data'} ({args.split})"))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .experiments.report import methods_table
+
+    console.print(methods_table(args.backbone, img_size=args.img_size, patch_size=args.patch_size,
+                                num_outputs=args.num_outputs))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .experiments.demo import run_demo
+
+    run_demo(out=args.out, console=console, fresh=args.fresh)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medpeft", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command",
+                                                                               required=True)
+    info = data.add_parser("info", help="sizes, task, labels and positives per split")
+    _add_data_arguments(info)
+    info.add_argument("--verify", choices=("none", "exists", "decode"), default="none",
+                      help="check image files: none (default, labels only), exists, or decode every image")
+    info.set_defaults(func=cmd_data_info)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a backbone with a PEFT method",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _finetune_flags(finetune)
+    finetune.set_defaults(func=cmd_finetune)
+
+    evaluate = commands.add_parser("eval", help="score a finished run (optionally on other data)")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--data", help="dataset spec to score on (default: the run's own)")
+    evaluate.add_argument("--data-root", help="data folder for --data")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--n-bootstrap", type=int, default=1000, help="resamples for the AUROC CI")
+    evaluate.set_defaults(func=cmd_eval)
+
+    methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters")
+    methods.add_argument("--backbone", default="vit_base", help="short or timm name (default vit_base)")
+    methods.add_argument("--img-size", type=int, default=224)
+    methods.add_argument("--patch-size", type=int, default=None)
+    methods.add_argument("--num-outputs", type=int, default=14, help="head width (default 14, NIH)")
+    methods.set_defaults(func=cmd_methods)
+
+    demo = commands.add_parser("demo", help="FFT vs linear vs LoRA at 1/10/100%% labels on synthetic-cxr")
+    demo.add_argument("--out", default="runs/demo", help="where runs and table.md go")
+    demo.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs exist")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("default", category=UserWarning)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Learning-rate schedule: linear warmup then half-cycle cosine, set every iteration.
+
+The recipe of MAE's ``util/lr_sched.py`` (facebookresearch/mae), written as a pure function
+of the iteration so that resuming needs no scheduler state. Each parameter group's
+``lr_scale`` (layer-wise decay, from timm's ``param_groups_layer_decay``) multiplies it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def lr_at(step: float, *, lr: float, min_lr: float, warmup_steps: float, total_steps: float) -> float:
+    if step < warmup_steps:
+        return lr * step / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1e-12)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = value * group.get("lr_scale", 1.0)
