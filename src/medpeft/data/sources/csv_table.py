@@ -1,1 +1,265 @@
-"""Placeholder: this source is being written."""
+"""A CSV table of image paths and labels (HAM10000's metadata, Kaggle-style label files, ...).
+
+Spec: ``csv:<file>?<options>``, for example
+``csv:/data/HAM10000_metadata.csv?path=image_id&label=dx&ext=.jpg&root=/data/images``.
+
+Options:
+    path=<column>      image path, relative to ``root`` (default: the first of path, image,
+                       filename, file, image_id that the header has, any case)
+    label=<column>     one class column; values are class names (sorted alphabetically) or
+                       integers (sorted numerically); default: a column named ``label``
+    labels=<a,b,...>   several 0/1 columns, one finding each (multilabel)
+    task=<task>        binary | multiclass | multilabel; default inferred: ``labels=`` ->
+                       multilabel, a ``label=`` column with two classes -> binary (the second
+                       sorted class is the positive one), more -> multiclass
+    split=<column>     train/val/test per row (also valid/validation); default: a column named
+                       ``split`` if there is one, else a seeded stratified split by
+                       ``val=0.1&test=0.2&seed=0`` (as ``folder:``; multilabel rows are
+                       stratified by their rarest positive finding)
+    root=<dir>         folder the paths are relative to (default: the CSV's folder)
+    ext=<.jpg>         appended to path values that have no extension (HAM10000's image_id)
+
+Rows with a missing value, an unknown split or a multilabel value other than 0/1 are errors
+naming ``file:line`` (or skipped and listed in one warning under ``skip_bad``); a missing
+column is an error listing the columns the file has. Read with the stdlib ``csv`` module.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..base import TASKS, BadItems, DataError, FileImages
+from ..decode import probe_channels
+from ..spec import take_options
+from . import SOURCES
+from .base import DataSource, SourceData, SplitData
+from .folder import SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
+
+PATH_COLUMNS = ("path", "image", "filename", "file", "image_id")
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+MULTILABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+OPTIONS = {"path": str, "label": str, "labels": str, "task": str, "split": str, "root": str,
+           "ext": str, **SPLIT_OPTIONS}
+
+
+@dataclass
+class _Columns:
+    """Header positions of the columns a table is read from."""
+
+    path: int
+    labels: list[int]
+    split: int | None
+    names: list[str]  # the header
+
+
+@dataclass
+class _Rows:
+    """The good rows of a table, one entry each."""
+
+    paths: list[str]
+    origins: list[str]
+    values: list[list[str]]  # the label cells
+    splits: list[str | None]
+
+
+@SOURCES.register("csv")
+class CsvSource(DataSource):
+    """Images listed in a CSV file with a class column or several 0/1 finding columns."""
+
+    def read(self) -> SourceData:
+        options = take_options(self.spec, OPTIONS)
+        if options.get("task") not in (None, *TASKS):
+            raise ValueError(f"{self.spec.text}: task must be one of {TASKS}, "
+                             f"got {options['task']!r}")
+        file = Path(self.spec.target).expanduser()
+        if not self.spec.target or not file.is_file():
+            raise DataError(f"{self.spec.text}: CSV file {str(file)!r} not found")
+        header, records = read_csv(file)
+        columns = self._columns(options, header, file)
+        bad = BadItems(self.skip_bad)
+        rows = self._rows(file, records, columns, options, bad)
+        bad.warn(self.spec.text)
+        if not rows.paths:
+            raise DataError(f"{file}: no usable rows")
+        if "labels" in options:
+            task, names, labels = self._multilabel(options.get("task"), columns, rows)
+        else:
+            task, names, labels = self._single_label(options.get("task"), columns, rows, file)
+        splits = self._splits(file, rows, labels, task, options)
+        return SourceData(name=f"csv:{file.stem}", task=task, label_names=names,
+                          channels=probe_channels(rows.paths), splits=splits,
+                          skipped=list(bad.items))
+
+    # -- columns ---------------------------------------------------------------------------
+    def _columns(self, options: dict, header: list[str], file: Path) -> _Columns:
+        def find(name: str, what: str) -> int:
+            if name not in header:
+                raise DataError(f"{file}: no column {name!r} ({what}); the file has columns "
+                                f"{header}")
+            return header.index(name)
+
+        if "label" in options and "labels" in options:
+            raise ValueError(f"{self.spec.text}: give label=<column> or labels=<a,b,...>, "
+                             "not both")
+        path = find(options["path"], "path=") if "path" in options else _path_column(header, file)
+        if "labels" in options:
+            wanted = [name.strip() for name in options["labels"].split(",") if name.strip()]
+            labels = [find(name, "labels=") for name in wanted]
+        elif "label" in options or "label" in header:
+            labels = [find(options.get("label", "label"), "label=")]
+        else:
+            raise DataError(f"{file}: say which column holds the labels: label=<column> for a "
+                            "class column, labels=<a,b,...> for 0/1 findings; the file has "
+                            f"columns {header}")
+        split = find(options["split"], "split=") if "split" in options else (
+            header.index("split") if "split" in header else None)
+        if split is not None and any(key in options for key in SPLIT_OPTIONS):
+            raise ValueError(f"{self.spec.text}: the split comes from column {header[split]!r}, "
+                             f"so {sorted(k for k in options if k in SPLIT_OPTIONS)} do not apply")
+        return _Columns(path, labels, split, header)
+
+    # -- rows ------------------------------------------------------------------------------
+    def _rows(self, file: Path, records, columns: _Columns, options: dict, bad: BadItems) -> _Rows:
+        root = Path(options.get("root") or file.parent).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{self.spec.text}: image folder {root} (root=) not found")
+        prefix, multilabel = os.path.join(str(root), ""), "labels" in options
+        ext = options.get("ext", "")
+        if ext and not ext.startswith("."):
+            ext = "." + ext
+        rows = _Rows([], [], [], [])
+        for line, record in records:
+            where = f"{file}:{line}"
+            problem = _row_problem(record, columns, multilabel)
+            if problem is not None:
+                bad.report(where, problem)
+                continue
+            relative = record[columns.path].strip()
+            if ext and not Path(relative).suffix:
+                relative += ext
+            rows.paths.append(relative if os.path.isabs(relative) else prefix + relative)
+            rows.origins.append(where)
+            rows.values.append([record[i].strip() for i in columns.labels])
+            rows.splits.append(None if columns.split is None
+                               else SPLIT_VALUES[record[columns.split].strip().lower()])
+        return rows
+
+    # -- labels ----------------------------------------------------------------------------
+    def _multilabel(self, task: str | None, columns: _Columns, rows: _Rows):
+        if task not in (None, "multilabel"):
+            raise ValueError(f"{self.spec.text}: labels= gives 0/1 findings (multilabel); for a "
+                             f"{task} task name one class column with label=")
+        names = tuple(columns.names[i] for i in columns.labels)
+        labels = np.array([[MULTILABEL_VALUES[v] for v in row] for row in rows.values], np.int64)
+        return "multilabel", names, labels
+
+    def _single_label(self, task: str | None, columns: _Columns, rows: _Rows, file: Path):
+        if task == "multilabel":
+            raise ValueError(f"{self.spec.text}: a multilabel task needs labels=<a,b,...> "
+                             "(0/1 columns)")
+        column = columns.names[columns.labels[0]]
+        values = [row[0] for row in rows.values]
+        names, index = _classes(values)
+        if len(names) < 2:
+            raise DataError(f"{file}: column {column!r} has only the class {list(names)}; "
+                            "a classifier needs at least two")
+        if task == "binary" and len(names) != 2:
+            raise DataError(f"{file}: task=binary needs two classes, column {column!r} has "
+                            f"{len(names)}: {list(names)}")
+        task = task or ("binary" if len(names) == 2 else "multiclass")
+        return task, names, np.array([index[v] for v in values], np.int64).reshape(-1, 1)
+
+    # -- splits ----------------------------------------------------------------------------
+    def _splits(self, file: Path, rows: _Rows, labels: np.ndarray, task: str,
+                options: dict) -> dict[str, SplitData]:
+        images = FileImages(rows.paths, rows.origins)
+        if rows.splits[0] is not None:
+            given = np.array(rows.splits)
+            parts = {name: np.flatnonzero(given == name) for name in ("train", "val", "test")}
+            parts = {name: index for name, index in parts.items() if len(index)}
+            note = f"{file} (split column)"
+        else:
+            settings = {**SPLIT_DEFAULTS, **{k: options[k] for k in SPLIT_OPTIONS if k in options}}
+            parts = stratified_split(_strata(labels, task), **settings)
+            note = f"{file} ({', '.join(f'{k}={v}' for k, v in settings.items())})"
+        return {name: SplitData(images.subset(index), labels[index], f"{name} of {note}")
+                for name, index in parts.items()}
+
+
+def _path_column(header: list[str], file: Path) -> int:
+    """The first of PATH_COLUMNS the header has, in any case."""
+    lowered = [name.lower() for name in header]
+    for candidate in PATH_COLUMNS:
+        if candidate in lowered:
+            return lowered.index(candidate)
+    raise DataError(f"{file}: no image path column (looked for {', '.join(PATH_COLUMNS)}); "
+                    f"pass path=<column>; the file has columns {header}")
+
+
+def read_csv(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and (line number, cells) of every non-blank row; line numbers as editors show."""
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            records = [(reader.line_num, row) for row in reader
+                       if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{file}: cannot read the CSV file ({err})") from None
+    if not header:
+        raise DataError(f"{file}: the CSV file is empty; it needs a header row and one row "
+                        "per image")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(f"{file}: duplicate column names {duplicates}")
+    if not records:
+        raise DataError(f"{file}: the CSV file has a header but no rows")
+    return header, records
+
+
+def _row_problem(record: list[str], columns: _Columns, multilabel: bool) -> str | None:
+    if len(record) != len(columns.names):
+        return f"has {len(record)} fields, the header has {len(columns.names)}"
+    needed = [columns.path, *columns.labels]
+    if columns.split is not None:
+        needed.append(columns.split)
+    for i in needed:
+        if not record[i].strip():
+            return f"missing value in column {columns.names[i]!r}"
+    if multilabel:
+        for i in columns.labels:
+            if record[i].strip() not in MULTILABEL_VALUES:
+                return f"column {columns.names[i]!r} must be 0 or 1, found {record[i].strip()!r}"
+    if columns.split is not None and record[columns.split].strip().lower() not in SPLIT_VALUES:
+        return (f"unknown split {record[columns.split].strip()!r} in column "
+                f"{columns.names[columns.split]!r} (use train, val or test)")
+    return None
+
+
+def _classes(values: list[str]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """Class names and each value's index: integers sorted numerically (``"01"`` is class 1)
+    when every value is one, else the values sorted alphabetically."""
+    unique = set(values)
+    try:
+        numbers = {value: int(value) for value in unique}
+    except ValueError:
+        names = tuple(sorted(unique))
+        return names, {name: i for i, name in enumerate(names)}
+    ordered = sorted(set(numbers.values()))
+    rank = {number: i for i, number in enumerate(ordered)}
+    return tuple(str(n) for n in ordered), {value: rank[n] for value, n in numbers.items()}
+
+
+def _strata(labels: np.ndarray, task: str) -> np.ndarray:
+    """One stratum per row: the class, or for multilabel rows the rarest positive finding."""
+    if task != "multilabel":
+        return labels[:, 0]
+    counts = labels.sum(axis=0).astype(np.float64)
+    rarity = np.where(labels > 0, counts[None, :], np.inf)
+    strata = np.argmin(rarity, axis=1)
+    strata[~labels.any(axis=1)] = -1
+    return strata
