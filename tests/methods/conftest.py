@@ -12,6 +12,8 @@ import torch
 from medpeft.methods import METHODS, create_method
 from medpeft.models import BackboneConfig, create_backbone, family_of
 
+from . import formulas_custom, formulas_peft_resnet
+
 NUM_OUTPUTS = 3
 
 TINY = {
@@ -44,6 +46,9 @@ EXPECTED_TRAINABLE = {
     "linear": lambda model, cfg: dims(model)["head"],
     "lora": _lora,
 }
+for _more in (formulas_custom.FORMULAS, formulas_peft_resnet.FORMULAS):
+    assert not set(_more) & set(EXPECTED_TRAINABLE), "a method has two formulas"
+    EXPECTED_TRAINABLE.update(_more)
 
 
 def method_family_pairs():

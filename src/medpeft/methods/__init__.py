@@ -1,10 +1,18 @@
-"""PEFT methods: one module per method, one registry (``METHODS``), one interface (base.py)."""
+"""PEFT methods: one module per method, one registry (``METHODS``), one interface (base.py).
+
+Every module in this package is imported here, and importing a module registers its
+method, so adding a method is adding a file.
+"""
+import importlib
+import pkgutil
+
 from .base import (METHODS, Method, MethodConfig, adapter_state_dict, apply_method, count_parameters,
                    create_method, describe_trainable, load_adapter, load_adapter_state,
                    read_adapter_config, register_method, save_adapter)
 
-# Importing a module registers its method.
-from . import fft, linear, lora  # noqa: E402,F401
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base" and not _module.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["METHODS", "Method", "MethodConfig", "adapter_state_dict", "apply_method",
            "count_parameters", "create_method", "describe_trainable", "load_adapter",

@@ -1,0 +1,2 @@
+"""Closed-form trainable counts of the peft-backed and ResNet-only methods (see conftest.py)."""
+FORMULAS: dict = {}
