@@ -13,26 +13,12 @@ from medpeft.methods import METHODS, create_method
 from medpeft.models import BackboneConfig, create_backbone, family_of
 
 from . import formulas_custom, formulas_peft_resnet
-
-NUM_OUTPUTS = 3
+from .shapes import NUM_OUTPUTS, dims, total_params
 
 TINY = {
     "vit": BackboneConfig("vit_tiny", img_size=16, patch_size=4, drop_path=0.0, timm_kwargs={"depth": 2}),
     "resnet": BackboneConfig("resnet50", img_size=32, drop_path=0.0),
 }
-
-
-def dims(model) -> dict:
-    """Architecture numbers the formulas use."""
-    if family_of(model) == "vit":
-        d = model.embed_dim
-        return {"d": d, "L": len(model.blocks), "C": NUM_OUTPUTS, "mlp": model.blocks[0].mlp.fc1.out_features,
-                "head": d * NUM_OUTPUTS + NUM_OUTPUTS + 2 * d, "tokens": model.patch_embed.num_patches}
-    return {"C": NUM_OUTPUTS, "head": model.num_features * NUM_OUTPUTS + NUM_OUTPUTS}
-
-
-def total_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _lora(model, cfg):
