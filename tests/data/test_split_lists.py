@@ -249,3 +249,4 @@ def test_real_chexpert_has_no_full_training_list(splits_root):
     with pytest.raises(DataError, match="no 'train' split") as err:
         load_dataset(f"splits:{splits_root / 'CheXpert'}", verify="none", fraction=1.0)
     assert "0.01" in str(err.value) and "0.1" in str(err.value) and "train_1.txt" in str(err.value)
+    assert "train_list.txt not found" in str(err.value)

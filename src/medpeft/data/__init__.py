@@ -42,7 +42,8 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     needed = {"val", "test"} | ({"train"} if fixed is None else set())
     for name in sorted(needed):
         if name not in data.splits:
-            raise DataError(f"{spec.text}: the dataset has no {name!r} split"
+            where = f" ({data.expected_files[name]} not found)" if name in data.expected_files else ""
+            raise DataError(f"{spec.text}: the dataset has no {name!r} split{where}"
                             + _available_fractions(data))
     bad = BadItems(skip_bad)
     splits = {name: verify_split(split, verify, bad) for name, split in data.splits.items()}

@@ -34,6 +34,7 @@ class SourceData:
     image_size: tuple[int, int] | None = None
     fixed_subsets: dict[float, SplitData] = field(default_factory=dict)  # fraction -> train subset
     skipped: list[str] = field(default_factory=list)  # bad items left out under --skip-bad
+    expected_files: dict[str, str] = field(default_factory=dict)  # split -> file it would come from
 
 
 class DataSource(ABC):

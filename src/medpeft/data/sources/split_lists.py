@@ -155,7 +155,8 @@ class SplitListSource(DataSource):
         first = next(iter([*splits.values(), *fixed.values()]))
         return SourceData(name=f"splits:{folder.name}", task=task, label_names=names,
                           channels=probe_channels(first.images.paths), splits=splits,
-                          fixed_subsets=fixed, skipped=list(bad.items))
+                          fixed_subsets=fixed, skipped=list(bad.items),
+                          expected_files={split: str(folder / file) for split, file in LIST_FILES.items()})
 
     def _image_root(self, explicit: str | None, folder: Path) -> Path:
         for candidate, what in ((explicit, "?root="), (self.data_root, "the data root")):
