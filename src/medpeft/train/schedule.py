@@ -12,8 +12,13 @@ import torch
 
 
 def lr_at(step: float, *, lr: float, min_lr: float, warmup_steps: float, total_steps: float) -> float:
+    """Learning rate of iteration ``step`` (0-based).
+
+    Unlike MAE, warmup counts the step being taken (``step + 1``), so the very first update is
+    not a no-op at lr 0 — which matters when a 1% subset has a single batch per epoch.
+    """
     if step < warmup_steps:
-        return lr * step / warmup_steps
+        return lr * (step + 1) / (warmup_steps + 1)
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1e-12)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
