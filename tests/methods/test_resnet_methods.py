@@ -139,3 +139,25 @@ def test_a_resnet_method_on_a_vit_is_refused_with_the_families_it_fits(name):
 def test_bad_tsa_init():
     with pytest.raises(ValueError, match="init must be one of zero, eye"):
         create_method("tsa", {"init": "identity"})
+
+
+@pytest.mark.parametrize("name", ["lora-conv", "tsa"])
+def test_conv2_methods_merge_exactly_when_the_residual_branches_are_live(resnet, name):
+    """timm zero-initialises each bottleneck's bn3, which hides conv2 changes in the matrix's tiny model."""
+    live = copy.deepcopy(resnet)
+    for stage in (live.layer1, live.layer2, live.layer3, live.layer4):
+        for block in stage:
+            nn.init.constant_(block.bn3.weight, 0.2)
+    x = make_inputs("resnet")
+    with torch.no_grad():
+        base = live(x)
+    method = create_method(name)
+    model = apply_method(live, method).eval()
+    perturb(model)
+    with torch.no_grad():
+        adapted = model(x)
+        assert not torch.allclose(adapted, base, rtol=1e-3, atol=1e-3)  # the adapters do act
+        method.merge(model)
+        torch.testing.assert_close(model(x), adapted, rtol=1e-4, atol=1e-5)
+        plain = method.unload(model)
+        torch.testing.assert_close(plain(x), adapted, rtol=1e-4, atol=1e-5)
