@@ -1,0 +1,46 @@
+"""Attention tuning: every attention weight of every ViT block trains, nothing else in the blocks.
+
+Touvron et al. 2022, "Three things everyone should know about Vision Transformers" (ECCV),
+report that fine-tuning only the attention layers (qkv and output projection, weights and
+biases) is often enough to adapt a ViT to a new resolution or task, while touching about a
+third of the weights (4d^2 + 4d per block: 28.3M of ViT-B/16's 85.8M); Dutt et al. 2023
+benchmark it for medical images. Selection only: nothing is injected, so merging is a no-op and ``unload`` returns the
+model as it is.
+
+Written here because HF peft has no selection-only tuner (its ``modules_to_save`` would train
+copies of the modules under new names instead of the model's own tensors).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from .base import Method, MethodConfig, register_method
+
+
+@dataclass
+class AttentionTuningConfig(MethodConfig):
+    pass  # no options: the whole attention module of every block trains
+
+
+@register_method
+class AttentionTuning(Method):
+    name = "attn"
+    config_class = AttentionTuningConfig
+    families = ("vit",)
+    mergeable = True  # trivially: the trained tensors are the model's own
+    summary = "attention tuning: qkv and attention projection of every block train"
+    paper = "Touvron et al. 2022 (ECCV), 'Three things everyone should know about ViTs'; Dutt et al. 2023"
+
+    def trainable_patterns(self, model: nn.Module) -> list[str]:
+        return [r"^blocks\.\d+\.attn\."]  # qkv.{weight,bias}, proj.{weight,bias} (+ q/k norms if the model has them)
+
+    def merge(self, model: nn.Module) -> None:
+        pass  # nothing was injected
+
+    def unmerge(self, model: nn.Module) -> None:
+        pass
+
+    def unload(self, model: nn.Module) -> nn.Module:
+        return model
