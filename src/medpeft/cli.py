@@ -99,6 +99,63 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs like 10,20 — got {text!r}") from None
+
+
+def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
+    from .cliargs import add_dataclass_flags
+    from .models import BackboneConfig
+    from .pretrain.config import MAEConfig, PretrainDataConfig, PretrainTrainConfig
+
+    parser.add_argument("--config", help="YAML recipe (e.g. a pretraining run's config.yaml); flags override it")
+    parser.add_argument("--out", help="run directory (default: runs/pretrain/<name or data-backbone>)")
+    parser.add_argument("--name", help="also publish the final checkpoint to the named cache "
+                                       "(then `medpeft finetune --checkpoint NAME`)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument("--data", dest="data.specs", action="extend", nargs="+", default=argparse.SUPPRESS,
+                        metavar="SPEC", help="dataset spec whose training images are used (labels ignored); repeat to pool")
+    parser.add_argument("--save-at", dest="train.save_at", type=_int_list, default=argparse.SUPPRESS,
+                        metavar="EPOCHS", help="also save checkpoint-<epoch>.pth after these epochs, e.g. 10,20")
+    add_dataclass_flags(parser, PretrainDataConfig, "data", skip=("specs",))
+    add_dataclass_flags(parser, BackboneConfig, "backbone", rename={"name": "backbone"}, skip=("checkpoint",))
+    add_dataclass_flags(parser, MAEConfig, "mae")
+    add_dataclass_flags(parser, PretrainTrainConfig, "train", skip=("save_at",))
+
+
+def pretrain_config_from_args(args: argparse.Namespace):
+    """Defaults, then --config YAML, then the flags typed on the command line."""
+    from .cliargs import given_values, merge
+    from .config import load_yaml
+    from .pretrain import PretrainConfig
+
+    values = merge(load_yaml(args.config) if args.config else {}, given_values(args))
+    return PretrainConfig.from_dict(values)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import re
+
+    from .pretrain import pretrain
+    from .train import TrainingDiverged
+
+    config = pretrain_config_from_args(args)
+    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.specs[0].split("?")[0]).strip("-")
+    out = args.out or f"runs/pretrain/{args.name or f'{data}-{config.backbone.name}'}"
+    console.print(f"run directory: {out}")
+    try:
+        pretrain(config, out, resume=args.resume, name=args.name, console=console,
+                 progress=not args.no_progress)
+    except TrainingDiverged as err:
+        console.print(f"[bold red]pretraining diverged:[/] {err}", highlight=False)
+        return 1
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval.run import evaluate_run
     from .experiments.report import metrics_table
@@ -118,9 +175,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments.demo import run_demo
+    from .experiments.demo import DemoConfig, run_demo
 
-    run_demo(out=args.out, console=console, fresh=args.fresh)
+    run_demo(out=args.out, console=console, fresh=args.fresh, config=DemoConfig(pretrain=not args.no_pretrain))
     return 0
 
 
@@ -141,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_flags(finetune)
     finetune.set_defaults(func=cmd_finetune)
 
+    pretrain = commands.add_parser("pretrain", help="MAE-pretrain a ViT on unlabeled training images",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _pretrain_flags(pretrain)
+    pretrain.set_defaults(func=cmd_pretrain)
+
     evaluate = commands.add_parser("eval", help="score a finished run (optionally on other data)")
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("--data", help="dataset spec to score on (default: the run's own)")
@@ -159,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="FFT vs linear vs LoRA at 1/10/100%% labels on synthetic-cxr")
     demo.add_argument("--out", default="runs/demo", help="where runs and table.md go")
     demo.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs exist")
+    demo.add_argument("--no-pretrain", action="store_true",
+                      help="fine-tune a randomly initialised backbone instead of the cached MAE one")
     demo.set_defaults(func=cmd_demo)
     return parser
 

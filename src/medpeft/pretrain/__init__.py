@@ -1,0 +1,15 @@
+"""MAE pretraining: foundation models made from unlabeled medical images, no downloads.
+
+    from medpeft.pretrain import PretrainConfig, pretrain, ensure_pretrained
+    summary = pretrain(PretrainConfig(), "runs/pretrain/demo", name="my-mae")
+    path = ensure_pretrained("demo-mae")  # cached after the first call
+
+Checkpoints are MAE's layout, so ``medpeft finetune --checkpoint <file or name>`` loads them.
+"""
+from .config import MAEConfig, PretrainConfig, PretrainDataConfig, PretrainTrainConfig
+from .ensure import demo_config, ensure_pretrained
+from .loop import pretrain
+from .mae import MaskedAutoencoderViT, build_mae, random_masking
+
+__all__ = ["MAEConfig", "PretrainConfig", "PretrainDataConfig", "PretrainTrainConfig", "demo_config",
+           "ensure_pretrained", "pretrain", "MaskedAutoencoderViT", "build_mae", "random_masking"]

@@ -1,0 +1,112 @@
+"""Everything an MAE pretraining run needs, as typed configs saved to ``config.yaml``.
+
+Defaults are the recipe tuned for small ViTs on a CPU (docs/pretraining.md); MAE's own ViT-B/L
+recipe (He et al. 2022) is decoder 512 x 8 blocks, 16 heads, blr 1.5e-4, batch 4096,
+warmup 40 of 800 epochs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..cliargs import merge
+from ..config import from_dict, to_dict
+from ..models.backbones import BackboneConfig
+from ..train.config import PRECISIONS
+
+
+@dataclass
+class MAEConfig:
+    mask_ratio: float = 0.75  # fraction of patches hidden from the encoder, in (0, 1)
+    decoder_dim: int = 128  # decoder width (MAE: 512); divisible by 4 and by decoder_heads
+    decoder_depth: int = 2  # decoder Transformer blocks (MAE: 8)
+    decoder_heads: int = 4  # decoder attention heads (MAE: 16)
+    norm_pix_loss: bool = True  # regress per-patch normalised pixels (MAE's better target)
+
+    def __post_init__(self):
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.decoder_depth < 1 or self.decoder_heads < 1:
+            raise ValueError("decoder_depth and decoder_heads must be at least 1")
+        if self.decoder_dim % 4 or self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"decoder_dim {self.decoder_dim} must be divisible by 4 (sin-cos "
+                             f"positions) and by decoder_heads {self.decoder_heads}")
+
+
+@dataclass
+class PretrainDataConfig:
+    specs: tuple[str, ...] = ("synthetic-cxr",)  # dataset specs; their training images are pooled
+    data_root: str | None = None  # folder with the data files; default $MEDPEFT_DATA / the source's
+    skip_bad: bool = False  # leave out missing/corrupt items with a warning instead of stopping
+    crop_scale: tuple[float, ...] = (0.2, 1.0)  # random-resized-crop area range (MAE: 0.2 1)
+    hflip: bool = False  # random horizontal flips (MAE: on; off here: the heart is on the left)
+
+    def __post_init__(self):
+        if not self.specs:
+            raise ValueError("give at least one dataset spec (--data)")
+        self.specs = tuple(self.specs)
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
+        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError(f"crop_scale takes two values 0 < low <= high <= 1, got {self.crop_scale}")
+
+
+@dataclass
+class PretrainTrainConfig:
+    epochs: int = 20  # passes over the pooled training images
+    batch_size: int = 128
+    blr: float = 3e-3  # base lr; lr = blr * batch_size / 256 (MAE's convention)
+    lr: float | None = None  # absolute peak learning rate; overrides blr when set
+    min_lr: float = 0.0  # floor of the cosine schedule
+    warmup_epochs: float = 1.0  # linear warmup length (MAE: 40 of 800 epochs)
+    weight_decay: float = 0.05  # AdamW decoupled decay (not on biases, norms, tokens)
+    betas: tuple[float, ...] = (0.9, 0.95)  # AdamW betas (MAE's)
+    clip_grad: float | None = None  # max gradient norm; None = no clipping
+    seed: int = 0  # seeds initialisation, data order, augmentation and masks
+    save_at: tuple[int, ...] = ()  # also write checkpoint-<epoch>.pth after these epochs
+    val_images: int = 256  # validation images scored each epoch with fixed masks (0 = none)
+    figure_images: int = 6  # rows of the reconstruction figure (0 = no figure)
+    num_workers: int = 0  # DataLoader workers (0 = in process)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16
+    keep_checkpoint: bool = False  # keep checkpoint-last.pt (optimizer state) after the run
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas takes two values in [0, 1), got {self.betas}")
+        self.betas = tuple(float(b) for b in self.betas)
+        self.save_at = tuple(sorted({int(e) for e in self.save_at}))
+        if any(e < 1 for e in self.save_at):
+            raise ValueError(f"save_at epochs count from 1, got {self.save_at}")
+        if self.val_images < 0 or self.figure_images < 0:
+            raise ValueError("val_images and figure_images cannot be negative")
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else self.blr * self.batch_size / 256
+
+
+def _pretraining_backbone() -> BackboneConfig:
+    return BackboneConfig("vit_tiny", img_size=64, patch_size=8, drop_path=0.0)
+
+
+@dataclass
+class PretrainConfig:
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    backbone: BackboneConfig = field(default_factory=_pretraining_backbone)  # the encoder
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+
+    def __post_init__(self):
+        if self.backbone.checkpoint is not None:
+            raise ValueError("MAE pretraining starts from a random initialisation; --checkpoint "
+                             "(continued pretraining) is not supported yet")
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PretrainConfig":
+        """Missing fields take this class's defaults (a partial ``backbone`` keeps drop_path 0)."""
+        return from_dict(cls, merge(cls().to_dict(), values or {}), where="pretrain config")

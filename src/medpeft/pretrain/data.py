@@ -1,0 +1,69 @@
+"""Unlabeled images for pretraining: the training splits of one or more dataset specs, pooled.
+
+Only training images are used, so a model pretrained here never saw the validation or test
+images it is later scored on; labels are dropped. Validation images (the splits' own, never
+test) give a held-out reconstruction loss and the reconstruction figure. Augmentation is
+MAE's: a random resized crop (area 0.2-1 by default, bicubic) and optional flips.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset, Subset
+from torchvision.transforms import InterpolationMode, v2
+
+from ..data import load_dataset
+from ..data.transforms import _per_channel, build_transform, to_chw
+from ..models.backbones import BackboneConfig
+from .config import PretrainDataConfig
+
+
+class ImagesOnly(Dataset):
+    """A dataset's images without labels (sources differ in label shape, MAE needs none)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset[index][0]
+
+
+@dataclass
+class UnlabeledData:
+    train: Dataset  # images, augmented
+    val: Dataset  # images at the model's size, not augmented (at most val_images of them)
+    sources: list[tuple[str, int]]  # (dataset name, training images used)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name}: {n}" for name, n in self.sources)
+        return (f"pretraining on {len(self.train)} unlabeled training images ({parts}); "
+                f"{len(self.val)} validation images for the held-out loss and figure")
+
+
+def pretraining_transform(img_size: int, mean, std, crop_scale=(0.2, 1.0), hflip: bool = False):
+    steps = [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale),
+                                  interpolation=InterpolationMode.BICUBIC, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    pipeline = v2.Compose([*steps, v2.Normalize(_per_channel(mean, "mean"), _per_channel(std, "std"))])
+    return lambda image: pipeline(to_chw(image))
+
+
+def load_unlabeled(data: PretrainDataConfig, backbone: BackboneConfig, val_images: int) -> UnlabeledData:
+    train_tf = pretraining_transform(backbone.img_size, backbone.mean, backbone.std, data.crop_scale, data.hflip)
+    eval_tf = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
+    trains, vals, sources = [], [], []
+    for spec in data.specs:
+        splits = load_dataset(spec, data_root=data.data_root, skip_bad=data.skip_bad)
+        trains.append(ImagesOnly(splits.train.with_transform(train_tf)))
+        vals.append(ImagesOnly(splits.val.with_transform(eval_tf)))
+        sources.append((splits.info.name, len(splits.train)))
+    val = ConcatDataset(vals)
+    keep = min(val_images, len(val))
+    picked = np.linspace(0, len(val) - 1, keep).round().astype(int).tolist() if keep else []
+    return UnlabeledData(ConcatDataset(trains), Subset(val, picked), sources)

@@ -1,0 +1,63 @@
+"""Pretrain once, reuse afterwards: what ``make demo`` calls to get a foundation model.
+
+``ensure_pretrained(name, config)`` returns the named cache's checkpoint when its card says it
+was made with exactly ``config``; otherwise it pretrains (resuming an interrupted attempt from
+``$MEDPEFT_CACHE/pretrain-runs/<name>``), publishes the result under ``name`` and returns it.
+A cached checkpoint of the same name made with another config is replaced.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from ..models.backbones import BackboneConfig
+from ..models.cache import cache_root, checkpoint_dir, read_card
+from ..runs import RunDir
+from .config import MAEConfig, PretrainConfig, PretrainDataConfig, PretrainTrainConfig
+from .checkpoint import publish
+from .loop import checkpoint_name, pretrain
+
+
+def demo_config(backbone: str = "vit_tiny", img_size: int = 64, patch_size: int = 8,
+                data: str = "synthetic-cxr", epochs: int = 12) -> PretrainConfig:
+    """A small MAE on synthetic chest X-rays: about 2-3 minutes on a 2-core CPU (see docs)."""
+    return PretrainConfig(
+        data=PretrainDataConfig(specs=(data,)),
+        backbone=BackboneConfig(backbone, img_size=img_size, patch_size=patch_size, drop_path=0.0),
+        mae=MAEConfig(),
+        train=PretrainTrainConfig(epochs=epochs, figure_images=4))
+
+
+def cached_config(name: str) -> dict | None:
+    """The config the cached checkpoint ``name`` was made with, if it has a card."""
+    path = checkpoint_dir(name) / "checkpoint.pth"
+    return read_card(path).get("config") if path.is_file() else None
+
+
+def ensure_pretrained(name: str, config: PretrainConfig | None = None, *, console: Console | None = None,
+                      progress: bool = True) -> Path:
+    """The cached checkpoint ``name`` made with ``config`` (default :func:`demo_config`)."""
+    config = config or demo_config()
+    console = console or Console()
+    wanted = config.to_dict()
+    if cached_config(name) == wanted:
+        return checkpoint_dir(name) / "checkpoint.pth"
+    work = cache_root() / "pretrain-runs" / name
+    if work.exists() and _saved_config(work) != wanted:
+        shutil.rmtree(work)  # our own scratch folder, from an older config
+    final = work / checkpoint_name(config.train.epochs)
+    if RunDir(work).is_complete() and final.is_file():  # finished, but never published
+        return publish(final, name)
+    console.print(f"pretraining {name!r} once ({config.backbone.name}, {config.train.epochs} epochs on "
+                  f"{', '.join(config.data.specs)}); later runs reuse {checkpoint_dir(name)}")
+    pretrain(config, work, resume=True, name=name, console=console, progress=progress)
+    return checkpoint_dir(name) / "checkpoint.pth"
+
+
+def _saved_config(work: Path) -> dict | None:
+    try:
+        return RunDir(work).load_config()
+    except FileNotFoundError:
+        return None
