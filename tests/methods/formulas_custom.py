@@ -3,6 +3,8 @@
 Per ViT block: qkv (3d² + 3d), attention projection (d² + d), fc1 (d·mlp + mlp), fc2 (mlp·d + d),
 norm1 and norm2 (2d each). Every formula adds the head (classifier + fc_norm for ViTs).
 """
+import torch.nn as nn
+
 from .shapes import dims, total_params  # noqa: F401  (formulas use them)
 
 
@@ -37,6 +39,14 @@ def _attn(model, cfg):
     return k["L"] * (4 * k["d"] ** 2 + 4 * k["d"]) + k["head"]
 
 
+def _layernorm(model, cfg):
+    k = dims(model)
+    # norm1 and norm2 of every block (weight + bias, 2d each); medpeft's avg-pool ViTs replace the
+    # final `norm` by Identity and use fc_norm instead, which the head term already counts
+    final_norm = 0 if isinstance(model.norm, nn.Identity) else 2 * k["d"]
+    return k["L"] * 2 * (2 * k["d"]) + final_norm + k["head"]
+
+
 def _partial(model, cfg):
     k = dims(model)
     d, m = k["d"], k["mlp"]
@@ -63,6 +73,7 @@ FORMULAS: dict = {
     "bitfit": _bitfit,
     "attn": _attn,
     "partial-k": _partial,
+    "ln": _layernorm,
     "ssf": _ssf,
     "vpt-shallow": lambda model, cfg: cfg.num_tokens * dims(model)["d"] + dims(model)["head"],
     "vpt-deep": lambda model, cfg: dims(model)["L"] * cfg.num_tokens * dims(model)["d"] + dims(model)["head"],
