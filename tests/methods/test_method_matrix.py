@@ -104,3 +104,16 @@ def test_merge_is_exact_idempotent_and_unloads_to_a_plain_model(name, family):
     reference = make_model(family)
     assert set(plain.state_dict()) == set(reference.state_dict()), "unload must leave a plain timm model"
     assert type(plain.blocks[0].attn.qkv if family == "vit" else plain.fc) is torch.nn.Linear
+
+
+def misfit_pairs():
+    """Every (method, family) where the method does not fit the backbone family."""
+    return [pytest.param(name, family, id=f"{name}-on-{family}")
+            for name, cls in METHODS.items() for family in ("vit", "resnet") if family not in cls.families]
+
+
+@pytest.mark.parametrize("name,family", misfit_pairs())
+def test_a_method_on_a_backbone_it_does_not_fit_is_refused_naming_the_families_it_fits(name, family):
+    fits = " and ".join(METHODS.get(name).families)
+    with pytest.raises(ValueError, match=rf"{name!r} fits {fits} backbones, not {family}.*Methods for {family}: "):
+        apply_method(make_model(family), create_method(name))
