@@ -29,7 +29,8 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
 
 def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None = None,
                   num_outputs: int = 14) -> Table:
-    """Every method that fits ``backbone`` with its trainable-parameter count."""
+    """Every method that fits ``backbone`` with its trainable-parameter count, with and without
+    the task head; the methods that do not fit are named in the caption."""
     import torch
 
     from ..methods import METHODS, apply_method, count_parameters, create_method
@@ -39,8 +40,8 @@ def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None 
     with torch.device("meta"):  # counts only: no memory, no initialisation time
         family = family_of(create_backbone(config, num_outputs))
     table = Table(title=f"methods for {backbone} ({family}, {img_size} px, {num_outputs} outputs)")
-    for column, justify in (("method", "left"), ("trainable", "right"), ("% of total", "right"),
-                            ("mergeable", "center"), ("what trains", "left")):
+    for column, justify in (("method", "left"), ("trainable", "right"), ("without head", "right"),
+                            ("% of total", "right"), ("mergeable", "center"), ("what trains", "left")):
         table.add_column(column, justify=justify)
     for name, cls in METHODS.items():
         if family not in cls.families:
@@ -48,6 +49,17 @@ def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None 
         with torch.device("meta"):
             model = apply_method(create_backbone(config, num_outputs), create_method(name))
         trainable, total = count_parameters(model)
-        table.add_row(name, f"{trainable:,}", f"{100.0 * trainable / total:.2f}%",
-                      "yes" if cls.mergeable else "", cls.summary)
+        table.add_row(name, f"{trainable:,}", f"{trainable - head_parameters(model):,}",
+                      f"{100.0 * trainable / total:.2f}%", "yes" if cls.mergeable else "", cls.summary)
+    misfits = [name for name, cls in METHODS.items() if family not in cls.families]
+    if misfits:
+        table.caption = f"not applicable to {family} backbones: {', '.join(misfits)}"
     return table
+
+
+def head_parameters(model) -> int:
+    """Parameters of the task head every method trains (classifier, plus fc_norm for ViTs)."""
+    from ..models.backbones import head_names
+
+    prefixes = tuple(f"{name}." for name in head_names(model))
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefixes))
