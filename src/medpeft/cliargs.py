@@ -57,7 +57,7 @@ def add_dataclass_flags(parser, cls, section: str, rename: dict[str, str] | None
                 continue
             seen.add(flag)
         kind, many = _base_type(hints[field.name])
-        help_text = _comment_of(cls, field.name) or None
+        help_text = _comment_of(cls, field.name).replace("%", "%%") or None  # argparse %-formats help
         dest = f"{section}.{field.name}"
         common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
         if kind is bool:
