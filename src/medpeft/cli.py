@@ -47,7 +47,7 @@ def _finetune_flags(parser: argparse.ArgumentParser) -> None:
     from .train.config import DataConfig, TrainConfig
 
     parser.add_argument("--config", help="YAML recipe (e.g. a run's config.yaml); flags override it")
-    parser.add_argument("--out", help="run directory (default: runs/<data>-<method>-f<fraction>-s<seed>)")
+    parser.add_argument("--out", help="run directory; if not given: runs/<data>-<method>-f<fraction>-s<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
     parser.add_argument("--method", dest="run.method", default=argparse.SUPPRESS,
@@ -112,7 +112,7 @@ def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
     from .pretrain.config import MAEConfig, PretrainDataConfig, PretrainTrainConfig
 
     parser.add_argument("--config", help="YAML recipe (e.g. a pretraining run's config.yaml); flags override it")
-    parser.add_argument("--out", help="run directory (default: runs/pretrain/<name or data-backbone>)")
+    parser.add_argument("--out", help="run directory; if not given: runs/pretrain/<name or data-backbone>")
     parser.add_argument("--name", help="also publish the final checkpoint to the named cache "
                                        "(then `medpeft finetune --checkpoint NAME`)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

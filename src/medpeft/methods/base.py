@@ -98,6 +98,26 @@ class Method(ABC):
 METHODS: Registry[type[Method]] = Registry("method")
 
 
+class WrapperMethod(Method):
+    """A method that wraps layers in modules of ``layer_types``, each with its own exact
+    ``merge()``/``unmerge()`` (LoRA, SSF, FiLM, TSA): merging the method merges every wrapper.
+    Subclasses still write ``unload``, which differs in what replaces the wrappers."""
+
+    mergeable = True
+    layer_types: ClassVar[tuple[type[nn.Module], ...]] = ()
+
+    def layers(self, model: nn.Module) -> list[nn.Module]:
+        return [m for m in model.modules() if isinstance(m, self.layer_types)]
+
+    def merge(self, model: nn.Module) -> None:
+        for layer in self.layers(model):
+            layer.merge()
+
+    def unmerge(self, model: nn.Module) -> None:
+        for layer in self.layers(model):
+            layer.unmerge()
+
+
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: registers ``cls`` under ``cls.name``."""
     if not cls.name:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, WrapperMethod, register_method
 
 
 @dataclass
@@ -92,11 +92,11 @@ def batchnorms(model: nn.Module) -> list[tuple[nn.Module, str, nn.BatchNorm2d]]:
 
 
 @register_method
-class FiLM(Method):
+class FiLM(WrapperMethod):
     name = "film"
     config_class = FiLMConfig
     families = ("resnet",)
-    mergeable = True
+    layer_types = (FiLMBatchNorm2d,)
     summary = "FiLM: per-channel scale and shift after every BatchNorm (folds into BN when merged)"
     paper = "Perez et al. 2018 (AAAI); as a PEFT method: Triantafillou et al. 2021 (FLUTE), Dutt et al. 2023"
 
@@ -112,17 +112,6 @@ class FiLM(Method):
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
         return [r"\.film_(scale|shift)$"]
-
-    def _layers(self, model: nn.Module) -> list[FiLMBatchNorm2d]:
-        return [m for m in model.modules() if isinstance(m, FiLMBatchNorm2d)]
-
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
 
     def unload(self, model: nn.Module) -> nn.Module:
         self.merge(model)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, WrapperMethod, register_method
 
 
 @dataclass
@@ -100,11 +100,11 @@ def qkv_projections(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 @register_method
-class LoRA(Method):
+class LoRA(WrapperMethod):
     name = "lora"
     config_class = LoRAConfig
     families = ("vit",)
-    mergeable = True
+    layer_types = (QVLoRALinear,)
     summary = "LoRA on the q and v slices of each block's fused qkv (MED-PEFT)"
     paper = "Hu et al. 2021; MED-PEFT (Lian et al. 2024)"
 
@@ -119,17 +119,6 @@ class LoRA(Method):
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
         return [r"\.lora_[AB]_[qv]$"]
-
-    def _layers(self, model: nn.Module) -> list[QVLoRALinear]:
-        return [m for m in model.modules() if isinstance(m, QVLoRALinear)]
-
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
 
     def unload(self, model: nn.Module) -> nn.Module:
         self.merge(model)

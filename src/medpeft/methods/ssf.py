@@ -37,7 +37,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm as TimmLayerNorm
 
 from ..models.backbones import family_of, head_names
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, WrapperMethod, register_method
 
 
 @dataclass
@@ -150,11 +150,11 @@ def ssf_targets(model: nn.Module) -> list[nn.Module]:
 
 
 @register_method
-class SSF(Method):
+class SSF(WrapperMethod):
     name = "ssf"
     config_class = SSFConfig
     families = ("vit", "resnet")
-    mergeable = True
+    layer_types = (ScaleShift,)
     summary = "SSF: per-channel scale and shift after every linear/conv/norm op (ResNet: every BN)"
     paper = "Lian et al. 2022, 'Scaling & Shifting Your Features' (NeurIPS)"
 
@@ -171,18 +171,7 @@ class SSF(Method):
     def trainable_patterns(self, model: nn.Module) -> list[str]:
         return [r"\.ssf_(scale|shift)$"]
 
-    def _layers(self, model: nn.Module) -> list[ScaleShift]:
-        return [m for m in model.modules() if isinstance(m, ScaleShift)]
-
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
-
     def unload(self, model: nn.Module) -> nn.Module:
-        for layer in self._layers(model):
+        for layer in self.layers(model):
             remove_scale_shift(layer)
         return model

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.backbones import head_names
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, WrapperMethod, register_method
 
 INITS = ("zero", "eye")
 EYE_SCALE = 1e-4  # the reference code's scale of the identity start of residual adapters
@@ -153,11 +153,11 @@ def block_convs(model: nn.Module) -> list[tuple[nn.Module, str, nn.Conv2d]]:
 
 
 @register_method
-class TSA(Method):
+class TSA(WrapperMethod):
     name = "tsa"
     config_class = TSAConfig
     families = ("resnet",)
-    mergeable = True
+    layer_types = (TSAConv2d, TSAHead)
     summary = "TSA: 1x1 residual adapters in parallel with each residual block's 3x3 conv"
     paper = "Li, Liu and Bilen 2022, Cross-domain Few-shot Learning with Task-specific Adapters (CVPR)"
 
@@ -177,17 +177,6 @@ class TSA(Method):
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
         return [r"\.tsa_(alpha|beta)$"]
-
-    def _layers(self, model: nn.Module) -> list[TSAConv2d | TSAHead]:
-        return [m for m in model.modules() if isinstance(m, (TSAConv2d, TSAHead))]
-
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
 
     def unload(self, model: nn.Module) -> nn.Module:
         self.merge(model)
