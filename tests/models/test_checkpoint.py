@@ -116,3 +116,17 @@ def test_cached_name_and_missing_name(tmp_path, monkeypatch):
     assert report.path == folder / "checkpoint.pth"
     with pytest.raises(FileNotFoundError, match="cxr-tiny"):
         load_pretrained(encoder(), "no-such-checkpoint")
+
+
+def test_a_classifier_the_checkpoint_lacks_starts_near_zero_as_in_mae(tmp_path):
+    """MAE's main_finetune re-initialises the new head with std 2e-5 (timm's 0.02 would point it somewhere)."""
+    mae_file(tmp_path / "mae.pth", encoder())  # its 1000-class head is dropped
+    model = encoder(seed=1)
+    load_pretrained(model, tmp_path / "mae.pth")
+    assert 0 < model.head.weight.abs().max() < 1e-4 and not model.head.bias.any()
+
+    source = encoder(seed=2)  # a checkpoint with a head of the task's shape keeps it
+    torch.save(source.state_dict(), tmp_path / "with_head.pth")
+    model = encoder(seed=3)
+    load_pretrained(model, tmp_path / "with_head.pth")
+    assert torch.equal(model.head.weight, source.head.weight)

@@ -9,7 +9,11 @@ Formats:
 
 For ViTs, timm's ``checkpoint_filter_fn`` also resamples ``pos_embed`` to the new token grid
 and the patch-embedding kernel to a new patch size, so a 224-px checkpoint fine-tunes at 64 px.
-A classifier head whose shape differs from the task's is dropped (MAE's rule). ``norm.*`` of
+A classifier head whose shape differs from the task's is dropped (MAE's rule), and a classifier
+the checkpoint does not provide starts near zero (weight ~ truncated normal, std 2e-5; bias 0),
+as MAE's ``main_finetune.py`` re-initialises it: timm's own init (std 0.02) gives the head a
+random direction of its own over pretrained features, strong enough that a short run at a
+PEFT learning rate cannot turn it round (measured in docs/methods.md). ``norm.*`` of
 a checkpoint lands nowhere when the model pools with ``fc_norm`` (MAE's global-pool
 fine-tuning, which re-initialises ``fc_norm``); it is reported as unused.
 
@@ -86,6 +90,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+@torch.no_grad()
+def fresh_head(classifier: nn.Linear) -> None:
+    """MAE's init of a new classifier over pretrained features: near-zero weight, zero bias."""
+    nn.init.trunc_normal_(classifier.weight, std=2e-5)
+    if classifier.bias is not None:
+        nn.init.zeros_(classifier.bias)
+
+
 def load_pretrained(model: nn.Module, reference: str | Path) -> LoadReport:
     """Load a checkpoint (file path or cached name) into ``model`` in place; report what moved."""
     path = resolve_checkpoint(reference)
@@ -111,6 +123,9 @@ def load_pretrained(model: nn.Module, reference: str | Path) -> LoadReport:
                          f"in the checkpoint but {ours} in this model ({len(mismatched)} such tensors); "
                          "check --backbone / --patch-size / timm_kwargs")
     result = model.load_state_dict(state, strict=False)
+    classifier = model.get_classifier()
+    if isinstance(classifier, nn.Linear) and not any(k.startswith(heads[0]) for k in state):  # heads[0]: the classifier
+        fresh_head(classifier)
     report.missing = list(result.missing_keys)
     report.unused = list(result.unexpected_keys)
     report.loaded = [k for k in state if k not in set(report.unused)]
