@@ -17,7 +17,9 @@ from .shapes import NUM_OUTPUTS, dims, total_params
 
 TINY = {
     "vit": BackboneConfig("vit_tiny", img_size=16, patch_size=4, drop_path=0.0, timm_kwargs={"depth": 2}),
-    "resnet": BackboneConfig("resnet50", img_size=32, drop_path=0.0),
+    # live residual branches: timm's zero_init_last would zero every bottleneck's bn3 weight and hide
+    # whatever conv2 methods (and FiLM/SSF inside the branch) do from the identity and merge checks
+    "resnet": BackboneConfig("resnet50", img_size=32, drop_path=0.0, timm_kwargs={"zero_init_last": False}),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from medpeft.methods.tsa import EYE_SCALE, TSAConv2d
 from medpeft.models import BackboneConfig, create_backbone
 
 from .conftest import make_inputs, make_model, perturb
+from .shapes import NUM_OUTPUTS
 
 R50_HEAD = 2048 * 14 + 14
 R50_WIDTHS = [64] * 3 + [128] * 4 + [256] * 6 + [512] * 3  # bottleneck widths of the 16 blocks
@@ -161,3 +163,22 @@ def test_conv2_methods_merge_exactly_when_the_residual_branches_are_live(resnet,
         torch.testing.assert_close(model(x), adapted, rtol=1e-4, atol=1e-5)
         plain = method.unload(model)
         torch.testing.assert_close(plain(x), adapted, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tsa", "lora-conv", "film", "ssf", "linear"])
+def test_closed_residual_branches_that_stay_closed_are_warned_about(name):
+    """timm's zero_init_last (random init) zeroes bn3: conv2 adapters would never get a gradient."""
+    closed = create_backbone(BackboneConfig("resnet50", img_size=32, drop_path=0.0), NUM_OUTPUTS)
+    with pytest.warns(UserWarning, match=r"16 residual branches .* closed.*zero_init_last: false"):
+        apply_method(closed, create_method(name))
+
+
+@pytest.mark.parametrize("name", ["bitfit", "fft"])
+def test_no_warning_when_the_method_trains_the_closing_weight(name):
+    closed = create_backbone(BackboneConfig("resnet50", img_size=32, drop_path=0.0), NUM_OUTPUTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_method(closed, create_method(name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_method(make_model("resnet"), create_method("tsa"))  # the matrix's model has live branches

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..config import atomic_write_text, from_dict, to_dict
-from ..models.backbones import family_of, head_names
+from ..models.backbones import closed_residual_branches, family_of, head_names
 from ..registry import Registry
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -150,7 +151,19 @@ def apply_method(model: nn.Module, method: Method) -> nn.Module:
         param.requires_grad_(trainable(name))
     if not any(p.requires_grad for p in model.parameters()):
         raise AssertionError(f"{method.name} left no trainable parameters")
+    warn_if_branches_stay_closed(model, method)
     return model
+
+
+def warn_if_branches_stay_closed(model: nn.Module, method: Method) -> None:
+    """A frozen zero BatchNorm weight closes a residual branch for good: say so, with the fix."""
+    closed = [name for name, norm in closed_residual_branches(model).items() if not norm.weight.requires_grad]
+    if closed:
+        warnings.warn(f"{method.name}: {len(closed)} residual branches of this ResNet are closed (their last "
+                      "BatchNorm weight is 0, timm's zero_init_last on a randomly initialised model) and stay "
+                      f"closed, as {method.name} does not train that weight: nothing inside them gets a gradient "
+                      "or changes the output. Load pretrained weights (--checkpoint) or build the backbone with "
+                      "timm_kwargs {zero_init_last: false}.", stacklevel=3)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import timm
 import torch.nn as nn
-from timm.models.resnet import ResNet
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
 from ..data.transforms import CXR_MEAN, CXR_STD
@@ -77,6 +77,18 @@ def head_names(model: nn.Module) -> tuple[str, ...]:
     """Module names of the task head that every method trains (classifier, plus ViT fc_norm)."""
     classifier = model.pretrained_cfg.get("classifier", "head")
     return (classifier, "fc_norm") if family_of(model) == "vit" else (classifier,)
+
+
+def closed_residual_branches(model: nn.Module) -> dict[str, nn.Module]:
+    """ResNet blocks whose residual branch is closed: block name -> its last BatchNorm, whose weight
+    is all zero (timm's ``zero_init_last`` on a random init), so the branch adds only that norm's
+    bias whatever its convolutions compute. Pretrained weights open them; meta tensors are skipped."""
+    closed = {}
+    for name, block in model.named_modules():
+        last = block.bn3 if isinstance(block, Bottleneck) else block.bn2 if isinstance(block, BasicBlock) else None
+        if last is not None and last.weight is not None and not last.weight.is_meta and not last.weight.any():
+            closed[name] = last
+    return closed
 
 
 def create_backbone(config: BackboneConfig, num_classes: int) -> nn.Module:
