@@ -19,7 +19,7 @@ def _require(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a path only: module-scoped fixtures can use it
 def medmnist_root() -> Path:
     """Folder with the real PneumoniaMNIST/BreastMNIST .npz files (../shared/data/medmnist)."""
     root = SHARED / "data" / "medmnist"

@@ -1,0 +1,101 @@
+"""Every registered method learns: a short run on real PneumoniaMNIST beats chance.
+
+One run per (method, backbone family) it fits, so a new method is covered the moment it
+registers: 10% of the training labels (470 images), 3 epochs, the method's own default base
+learning rate, no layer decay; the test AUROC must exceed 0.60 (chance is 0.5), and every
+trainable tensor outside the task head must have moved (so the optimiser really holds the
+method's own weights).
+
+Backbones (2 CPU cores, no downloads):
+- ViT: ViT-Tiny with 4 of its 12 blocks, 28 px, patch 4, MAE-pretrained here for 5 epochs on
+  the PneumoniaMNIST training images (labels unused; ``medpeft.pretrain``). PEFT methods adapt
+  pretrained features; from a random ViT, whose pooled features are little more than the mean
+  brightness, the light methods (ln, ia3, loha, lokr, vpt) stay level with a head-only run,
+  about 0.6 even after 8 epochs (docs/methods.md, "Does every method learn?").
+- ResNet-50 at 28 px from a random init with live residual branches (``zero_init_last: false``):
+  timm's default zeroes every bottleneck's bn3 weight, which no ResNet method except bitfit
+  and fft trains, so conv2 adapters would never get a gradient (``apply_method`` warns).
+
+What the AUROC bar does not show: every method trains the head too, and a linear probe also
+clears it, so it catches methods that break the forward pass or training rather than methods
+whose own weights learn little; the moved-weights check and the gradient test in
+test_method_matrix.py cover that side. Each run takes 20 s to 4 min here (plus 3 min of MAE
+pretraining), so all are ``slow``:
+``nice -n 10 .venv/bin/python -m pytest -q -m slow -s tests/methods/test_methods_learn.py``
+(``-s`` prints one line per run: the table in docs/methods.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+
+from medpeft.methods import METHODS
+from medpeft.methods.base import ADAPTER_WEIGHTS, read_adapter_config
+from medpeft.models import BackboneConfig
+from medpeft.models.backbones import head_names
+from medpeft.train import DataConfig, RunConfig, TrainConfig, finetune
+from medpeft.train.build import build_model
+
+QUIET = Console(quiet=True)
+CHANCE_BAR = 0.60  # test AUROC every method must beat (issue "The PEFT method zoo")
+PNEUMONIA = "medmnist:pneumoniamnist"
+VIT = BackboneConfig("vit_tiny", img_size=28, patch_size=4, drop_path=0.0, timm_kwargs={"depth": 4})
+RESNET = BackboneConfig("resnet50", img_size=28, drop_path=0.0, timm_kwargs={"zero_init_last": False})
+
+
+@pytest.fixture(scope="module")
+def mae_checkpoint(medmnist_root, tmp_path_factory):
+    """The ViT above, MAE-pretrained for 5 epochs on PneumoniaMNIST's 4,708 training images."""
+    from medpeft.pretrain import PretrainConfig, PretrainDataConfig, PretrainTrainConfig, pretrain
+
+    config = PretrainConfig(data=PretrainDataConfig(specs=(PNEUMONIA,), data_root=str(medmnist_root)),
+                            backbone=VIT, train=PretrainTrainConfig(epochs=5, val_images=0, figure_images=0))
+    started = time.perf_counter()
+    summary = pretrain(config, tmp_path_factory.mktemp("mae") / "run", console=QUIET, progress=False)
+    print(f"\nLEARN MAE pretraining of the ViT: final loss {summary['final_loss']:.3f}, "
+          f"{time.perf_counter() - started:.0f} s")
+    return summary["checkpoint"]
+
+
+def learn_config(method: str, backbone: BackboneConfig, root) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(spec=PNEUMONIA, data_root=str(root), fraction=0.1),
+        backbone=backbone, method=method,
+        train=TrainConfig(epochs=3, batch_size=64, warmup_epochs=0.5, layer_decay=1.0, n_bootstrap=0))
+
+
+def pairs():
+    return [pytest.param(name, family, id=f"{name}-{family}")
+            for name, cls in METHODS.items() for family in cls.families]
+
+
+def own_weights_that_did_not_move(config: RunConfig, run) -> list[str]:
+    """Trainable tensors outside the head that are bit-identical to their initial values."""
+    initial, _, _ = build_model(config, read_adapter_config(run)["num_outputs"])  # seeded: the same init
+    trained = load_file(str(run / ADAPTER_WEIGHTS))
+    heads = tuple(f"{h}." for h in head_names(initial))
+    return [name for name, param in initial.named_parameters()
+            if param.requires_grad and not name.startswith(heads) and torch.equal(param, trained[name])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,family", pairs())
+def test_every_method_learns_pneumoniamnist(name, family, medmnist_root, request, tmp_path):
+    if family == "vit":
+        backbone = dataclasses.replace(VIT, checkpoint=request.getfixturevalue("mae_checkpoint"))
+    else:
+        backbone = RESNET
+    config = learn_config(name, backbone, medmnist_root)
+    started = time.perf_counter()
+    metrics = finetune(config, tmp_path / "run", console=QUIET, progress=False)
+    seconds = time.perf_counter() - started
+    auroc = metrics["test"]["auroc"]
+    print(f"\nLEARN | {name} | {family} | {metrics['trainable_params']:,} | {auroc:.3f} | "
+          f"{metrics['val']['auroc']:.3f} | {metrics['best_epoch']} | {seconds:.0f} s |")
+    assert auroc > CHANCE_BAR, f"{name} on {family}: test AUROC {auroc:.3f} does not beat {CHANCE_BAR}"
+    assert not own_weights_that_did_not_move(config, tmp_path / "run")
