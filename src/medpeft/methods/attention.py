@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass
@@ -25,22 +25,12 @@ class AttentionTuningConfig(MethodConfig):
 
 
 @register_method
-class AttentionTuning(Method):
+class AttentionTuning(SelectionMethod):
     name = "attn"
     config_class = AttentionTuningConfig
     families = ("vit",)
-    mergeable = True  # trivially: the trained tensors are the model's own
     summary = "attention tuning: qkv and attention projection of every block train"
     paper = "Touvron et al. 2022 (ECCV), 'Three things everyone should know about ViTs'; Dutt et al. 2023"
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
         return [r"^blocks\.\d+\.attn\."]  # qkv.{weight,bias}, proj.{weight,bias} (+ q/k norms if the model has them)
-
-    def merge(self, model: nn.Module) -> None:
-        pass  # nothing was injected
-
-    def unmerge(self, model: nn.Module) -> None:
-        pass
-
-    def unload(self, model: nn.Module) -> nn.Module:
-        return model

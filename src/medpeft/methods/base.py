@@ -99,6 +99,23 @@ class Method(ABC):
 METHODS: Registry[type[Method]] = Registry("method")
 
 
+class SelectionMethod(Method):
+    """A method that only chooses which of the model's own tensors train (BitFit, LayerNorm
+    and attention tuning, partial-k): nothing is injected, so merging is a no-op and
+    ``unload`` returns the model as it is."""
+
+    mergeable = True
+
+    def merge(self, model: nn.Module) -> None:
+        pass
+
+    def unmerge(self, model: nn.Module) -> None:
+        pass
+
+    def unload(self, model: nn.Module) -> nn.Module:
+        return model
+
+
 class WrapperMethod(Method):
     """A method that wraps layers in modules of ``layer_types``, each with its own exact
     ``merge()``/``unmerge()`` (LoRA, SSF, FiLM, TSA): merging the method merges every wrapper.

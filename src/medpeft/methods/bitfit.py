@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.backbones import family_of
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass
@@ -39,11 +39,10 @@ def batchnorm_names(model: nn.Module) -> list[str]:
 
 
 @register_method
-class BitFit(Method):
+class BitFit(SelectionMethod):
     name = "bitfit"
     config_class = BitFitConfig
     families = ("vit", "resnet")
-    mergeable = True  # trivially: the trained tensors are the model's own
     summary = "BitFit: only bias terms train (ResNet: BatchNorm weight and bias)"
     paper = "Zaken et al. 2022 (ACL); BatchNorm variant for CNNs as in Dutt et al. 2023"
 
@@ -54,12 +53,3 @@ class BitFit(Method):
         if not names:
             raise ValueError(f"BitFit on a CNN trains its BatchNorm layers; {type(model).__name__} has none")
         return [rf"^{re.escape(name)}\.(weight|bias)$" for name in names]
-
-    def merge(self, model: nn.Module) -> None:
-        pass  # nothing was injected
-
-    def unmerge(self, model: nn.Module) -> None:
-        pass
-
-    def unload(self, model: nn.Module) -> nn.Module:
-        return model

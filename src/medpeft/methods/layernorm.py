@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass
@@ -39,11 +39,10 @@ def layernorm_names(model: nn.Module) -> list[str]:
 
 
 @register_method
-class LayerNormTuning(Method):
+class LayerNormTuning(SelectionMethod):
     name = "ln"
     config_class = LayerNormTuningConfig
     families = ("vit",)
-    mergeable = True  # trivially: the trained tensors are the model's own
     summary = "LayerNorm tuning: the weight and bias of every LayerNorm train"
     paper = "Basu et al. 2024 (AAAI), LN-Tune; Zhao et al. 2024 (ICLR), 'Tuning LayerNorm in Attention'"
 
@@ -52,12 +51,3 @@ class LayerNormTuning(Method):
         if not names:
             raise ValueError(f"LayerNorm tuning trains LayerNorm layers; {type(model).__name__} has none")
         return [rf"^{re.escape(name)}\.(weight|bias)$" for name in names]
-
-    def merge(self, model: nn.Module) -> None:
-        pass  # nothing was injected
-
-    def unmerge(self, model: nn.Module) -> None:
-        pass
-
-    def unload(self, model: nn.Module) -> nn.Module:
-        return model

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .base import Method, MethodConfig, register_method
+from .base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass
@@ -28,11 +28,10 @@ class PartialConfig(MethodConfig):
 
 
 @register_method
-class PartialFineTuning(Method):
+class PartialFineTuning(SelectionMethod):
     name = "partial-k"
     config_class = PartialConfig
     families = ("vit",)
-    mergeable = True  # trivially: the trained tensors are the model's own
     summary = "partial fine-tuning: the last k blocks (and the final norm) train"
     paper = "Partial-k baseline of Jia et al. 2022 (VPT); Yosinski et al. 2014; He et al. 2022 (MAE)"
 
@@ -51,12 +50,3 @@ class PartialFineTuning(Method):
         depth = self._check_depth(model)
         last = "|".join(str(i) for i in range(depth - self.config.k, depth))
         return [rf"^blocks\.(?:{last})\.", r"^norm\."]
-
-    def merge(self, model: nn.Module) -> None:
-        pass  # nothing was injected
-
-    def unmerge(self, model: nn.Module) -> None:
-        pass
-
-    def unload(self, model: nn.Module) -> nn.Module:
-        return model
