@@ -44,6 +44,33 @@ class RunDir:
             raise FileNotFoundError(f"{self.path} is not a medpeft run directory (no {CONFIG})")
         return load_yaml(self.path / CONFIG)
 
+    def start(self, config: dict, *, resume: bool, may_change: tuple[str, ...] = ("epochs",)) -> dict | None:
+        """Open the run for training and save ``config``; return the checkpoint to resume from,
+        or None for a fresh start. Refuses to overwrite a finished run, and refuses to resume
+        under a config other than the saved one, except for the ``train`` fields in
+        ``may_change`` (extending a run's epochs does not change the weights so far)."""
+        state = self._resume_state(config, may_change) if resume else None
+        if state is None and self.is_complete():
+            raise ValueError(f"{self.path} already holds a finished run; choose another --out "
+                             "(or delete it)")
+        self.save_config(config)
+        return state
+
+    def _resume_state(self, config: dict, may_change: tuple[str, ...]) -> dict | None:
+        state = self.load_checkpoint()
+        if state is None:
+            if self.is_complete():
+                raise ValueError(f"{self.path} is already complete; nothing to resume")
+            return None
+        saved, ours = self.load_config(), dict(config)
+        for values in (saved, ours):
+            values["train"] = {k: v for k, v in values.get("train", {}).items() if k not in may_change}
+        if saved != ours:
+            differ = [k for k in ours if ours[k] != saved.get(k)]
+            raise ValueError(f"{self.path} was started with a different config ({', '.join(differ)} "
+                             "differ); resume with the same arguments, or start a new --out")
+        return state
+
     def save_metrics(self, metrics: dict) -> None:
         save_json(self.path / METRICS, metrics)
 

@@ -55,11 +55,8 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
     """Pretrain an MAE into ``out_dir`` and return its summary (also in ``metrics.json``)."""
     console = console or Console()
     run = RunDir(out_dir)
-    state = _resume_state(run, config) if resume else None
-    if state is None and run.is_complete():
-        raise ValueError(f"{run.path} already holds a finished pretraining run; choose another "
-                         "--out (or delete it)")
-    run.save_config(config.to_dict())
+    # where extra checkpoints go, and how many epochs, do not change the weights so far
+    state = run.start(config.to_dict(), resume=resume, may_change=("epochs", "save_at"))
     train = config.train
     device = resolve_device(train.device)
     autocast = autocast_for(device, train.precision)
@@ -214,19 +211,3 @@ def _describe(model, optimizer, config, data, device, console) -> dict[str, int]
                   f"{'' if t.lr is None else ', overridden by --lr'}), {t.epochs} epochs, warmup "
                   f"{t.warmup_epochs:g}; groups: {groups}; device {device}")
     return {"encoder": encoder, "decoder": decoder}
-
-
-def _resume_state(run: RunDir, config: PretrainConfig) -> dict | None:
-    state = run.load_checkpoint()
-    if state is None:
-        if run.is_complete():
-            raise ValueError(f"{run.path} is already complete; nothing to resume")
-        return None
-    saved, ours = run.load_config(), config.to_dict()
-    for values in (saved, ours):  # where extra checkpoints go does not change the weights
-        values["train"] = {k: v for k, v in values["train"].items() if k not in ("save_at", "epochs")}
-    if saved != ours:
-        differ = [k for k in ours if ours[k] != saved.get(k)]
-        raise ValueError(f"{run.path} was started with a different config ({', '.join(differ)} differ); "
-                         "resume with the same arguments, or start a new --out")
-    return state

@@ -49,11 +49,7 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
     """Train ``config`` into the run directory ``out_dir`` and return its metrics."""
     console = console or Console()
     run = RunDir(out_dir)
-    state = _resume_state(run, config) if resume else None
-    if state is None and run.is_complete():
-        raise ValueError(f"{run.path} already holds a finished run; choose another --out "
-                         "(or delete it)")
-    run.save_config(config.to_dict())
+    state = run.start(config.to_dict(), resume=resume)
     train_cfg = config.train
     device = resolve_device(train_cfg.device)
     autocast = autocast_for(device, train_cfg.precision)
@@ -159,22 +155,6 @@ def _train_one_epoch(model, loader, optimizer, criterion, epoch, steps_per_epoch
 
 def _should_stop(history: list[dict], best: dict, patience: int | None) -> bool:
     return patience is not None and history[-1]["epoch"] - best["epoch"] >= patience
-
-
-def _resume_state(run: RunDir, config: RunConfig) -> dict | None:
-    state = run.load_checkpoint()
-    if state is None:
-        if run.is_complete():
-            raise ValueError(f"{run.path} is already complete; nothing to resume")
-        return None
-    saved = run.load_config()
-    ours = config.to_dict()
-    saved_epochs, ours["train"]["epochs"] = saved["train"].get("epochs"), saved["train"].get("epochs")
-    if saved != ours:
-        differ = [k for k in ours if ours[k] != saved.get(k)]
-        raise ValueError(f"{run.path} was started with a different config ({', '.join(differ)} differ); "
-                         "resume with the same arguments, or start a new --out")
-    return state
 
 
 def _finish(run, config, model, method, splits, best, history, elapsed, img_per_s, device, autocast,
