@@ -46,9 +46,11 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def train_step_fn(method_name: str, batch: int, options: dict | None = None):
-    """A closure running one optimizer step of ``method_name`` on a fixed random batch."""
+    """A closure running one optimizer step of ``method_name`` on a fixed random batch, the
+    adapted model, its method and its trainable share."""
     torch.manual_seed(0)
-    model = apply_method(create_backbone(VIT, NUM_OUTPUTS), create_method(method_name, options)).train()
+    method = create_method(method_name, options)
+    model = apply_method(create_backbone(VIT, NUM_OUTPUTS), method).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     images = torch.randn(batch, 3, VIT.img_size, VIT.img_size)
@@ -61,13 +63,13 @@ def train_step_fn(method_name: str, batch: int, options: dict | None = None):
         optimizer.step()
 
     trainable, total = count_parameters(model)
-    return step, model, trainable / total
+    return step, model, method, trainable / total
 
 
 def methods_vs_fft(console: Console, batch: int, repeats: int, names: list[str]) -> None:
     rows = []
     for name in names:
-        step, _, share = train_step_fn(name, batch)
+        step, _, _, share = train_step_fn(name, batch)
         rows.append((name, share, batch / median_seconds(step, repeats)))
     fft = next(speed for name, _, speed in rows if name == "fft")
     table = Table(title=f"1. Training throughput vs FFT ({VIT.name} {VIT.img_size} px / patch {VIT.patch_size}, "
@@ -85,9 +87,8 @@ def ours_vs_peft(console: Console, batch: int, repeats: int) -> None:
         table.add_column(column, justify="left" if column == "implementation" else "right")
     speeds = {}
     for name, label in (("lora", "medpeft lora (q, v)"), ("lora-qkv", "peft lora-qkv (q, k, v)")):
-        step, model, share = train_step_fn(name, batch, {"rank": 8})
+        step, model, method, share = train_step_fn(name, batch, {"rank": 8})
         speeds[name] = batch / median_seconds(step, repeats)
-        method = create_method(name, {"rank": 8})
         merge = median_seconds(lambda: (method.merge(model), method.unmerge(model)), repeats)
         table.add_row(label, f"{100 * share:.2f}%", f"{speeds[name]:.0f}", f"{1000 * merge:.1f}")
     console.print(table)
@@ -98,6 +99,7 @@ def ours_vs_peft(console: Console, batch: int, repeats: int) -> None:
 def data_cache(console: Console, n: int, size: int) -> None:
     from medpeft.data.sources import synthetic_cxr as synth
 
+    previous = os.environ.get(synth.CACHE_ENV)
     with tempfile.TemporaryDirectory() as cache:
         os.environ[synth.CACHE_ENV] = cache
         synth.load_split.cache_clear()
@@ -112,6 +114,10 @@ def data_cache(console: Console, n: int, size: int) -> None:
         synth.load_split(0, "train", n, size)
         memory = time.perf_counter() - start
         synth.load_split.cache_clear()
+    if previous is None:
+        os.environ.pop(synth.CACHE_ENV)
+    else:
+        os.environ[synth.CACHE_ENV] = previous
     table = Table(title=f"3. synthetic-cxr: {n} images at {size} px")
     for column in ("path", "seconds", "vs generating"):
         table.add_column(column, justify="left" if column == "path" else "right")

@@ -9,6 +9,7 @@ pretraining of the backbone (cached in ``$MEDPEFT_CACHE``, reused by later demos
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,6 @@ def run_demo(out: str | Path = "runs/demo", *, console: Console | None = None, f
             run_dir = out / f"{'mae' if checkpoint else 'scratch'}-{method}-f{fraction:g}"
             if fresh or not RunDir(run_dir).is_complete():
                 if fresh and run_dir.exists():
-                    import shutil
                     shutil.rmtree(run_dir)
                 console.rule(f"{METHOD_LABELS[method]}, {fraction:.0%} of the labels")
                 finetune(config.run_config(method, fraction, checkpoint), run_dir, resume=True,
