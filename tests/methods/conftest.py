@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medpeft.methods import METHODS, create_method
-from medpeft.models import BackboneConfig, create_backbone, family_of
+from medpeft.models import BackboneConfig, create_backbone
 
 from . import formulas_custom, formulas_peft_resnet
 from .shapes import NUM_OUTPUTS, dims, total_params

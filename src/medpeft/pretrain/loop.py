@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 from rich.console import Console
 from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
 
 from ..runs import RunDir
 from ..train.build import autocast_for, resolve_device, seed_everything
-from ..train.loop import TrainingDiverged
 from ..train.progress import EpochProgress
 from ..train.schedule import lr_at, set_lr
+from ..train.step import optimizer_step
 from .checkpoint import make_card, publish, save_checkpoint
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
@@ -127,18 +126,7 @@ def _train_one_epoch(model, loader, optimizer, epoch, steps_per_epoch, schedule,
             images = images.to(device, non_blocking=True)
             with autocast or contextlib.nullcontext():
                 loss = model(images).loss
-            if not torch.isfinite(loss):
-                message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. "
-                           f"The last good checkpoint ({'none yet' if epoch == 0 else f'epoch {epoch}'}) "
-                           f"is kept in {run.path}. Lower the learning rate (--blr/--lr) or set "
-                           "--clip-grad, then --resume.")
-                run.log("diverged: " + message)
-                raise TrainingDiverged(message)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train.clip_grad is not None:
-                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], train.clip_grad)
-            optimizer.step()
+            optimizer_step(loss, model, optimizer, train.clip_grad, epoch=epoch, step=step, run=run)
             total_loss += loss.item() * len(images)
             seen += len(images)
             bar.advance(loss=total_loss / seen, images=len(images))

@@ -26,10 +26,7 @@ from .build import autocast_for, build_model, load_splits, make_loader, resolve_
 from .config import RunConfig, TrainConfig
 from .progress import EpochProgress
 from .schedule import lr_at, set_lr
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the last good checkpoint is left in place."""
+from .step import optimizer_step
 
 
 def loss_function(task: str) -> nn.Module:
@@ -134,19 +131,7 @@ def _train_one_epoch(model, loader, optimizer, criterion, epoch, steps_per_epoch
             with autocast or contextlib.nullcontext():
                 logits = model(images)
             loss = criterion(logits.float(), targets)
-            if not torch.isfinite(loss):
-                message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. "
-                           f"The last good checkpoint ({'none yet' if epoch == 0 else f'epoch {epoch}'}) "
-                           f"is kept in {run.path}. Lower the learning rate (--blr/--lr) or set "
-                           "--clip-grad, then --resume.")
-                run.log("diverged: " + message)
-                raise TrainingDiverged(message)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], cfg.clip_grad)
-            optimizer.step()
+            optimizer_step(loss, model, optimizer, cfg.clip_grad, epoch=epoch, step=step, run=run)
             total_loss += loss.item() * len(images)
             seen += len(images)
             bar.advance(loss=total_loss / seen, images=len(images))
