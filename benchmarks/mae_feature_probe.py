@@ -20,40 +20,18 @@ import time
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from medpeft.data import load_dataset
-from medpeft.data.transforms import build_transform
 from medpeft.models import BackboneConfig
 from medpeft.models.backbones import create_backbone
 from medpeft.models.checkpoint import load_pretrained
 from medpeft.pretrain import PretrainConfig, PretrainDataConfig, PretrainTrainConfig, ensure_pretrained
 from medpeft.pretrain.config import MAEConfig
+from synthetic_cxr_calibration import forward_all, probe_per_label, tensors  # the sibling script (same folder)
 
 
-def images(dataset, size: int) -> torch.Tensor:
-    transform = build_transform(size)
-    return torch.stack([transform(dataset.images.load(i)) for i in range(len(dataset))])
-
-
-@torch.no_grad()
 def features(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    model.eval()
-    return torch.cat([model(batch) for batch in x.split(256)]).numpy()
-
-
-def probe(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray) -> list[float]:
-    """Test AUROC per finding; 0.5 for a finding with no positive (or no negative) to learn from."""
-    mean, std = train_f.mean(0), train_f.std(0) + 1e-6
-    scores = []
-    for j in range(train_y.shape[1]):
-        if train_y[:, j].min() == train_y[:, j].max():
-            scores.append(0.5)
-            continue
-        model = LogisticRegression(max_iter=3000, C=0.1).fit((train_f - mean) / std, train_y[:, j])
-        scores.append(roc_auc_score(test_y[:, j], model.predict_proba((test_f - mean) / std)[:, 1]))
-    return scores
+    return forward_all(model, x).numpy()
 
 
 def main() -> None:
@@ -86,8 +64,7 @@ def main() -> None:
     print(f"MAE backbone {name}: ready in {time.perf_counter() - started:.0f} s")
 
     spec = f"synthetic-cxr?n={args.n}&n_val=300&n_test=1000&size={args.size}"
-    test = load_dataset(spec).test
-    test_x = images(test, args.size)
+    test_x, test_y = tensors(load_dataset(spec).test, args.size)
     for init in ("mae", "random"):
         torch.manual_seed(0)
         model = create_backbone(backbone, num_classes=0)
@@ -96,8 +73,8 @@ def main() -> None:
         test_f = features(model, test_x)
         cells = []
         for fraction in (0.01, 0.1, 1.0):
-            train = load_dataset(spec, fraction=fraction).train
-            per_label = probe(features(model, images(train, args.size)), train.labels, test_f, test.labels)
+            train_x, train_y = tensors(load_dataset(spec, fraction=fraction).train, args.size)
+            per_label = probe_per_label(features(model, train_x), train_y, test_f, test_y)
             cells.append(f"{fraction:>4.0%} {np.mean(per_label):.3f} ({' '.join(f'{v:.2f}' for v in per_label)})")
         print(f"{init:>6}: " + " | ".join(cells), flush=True)
 

@@ -51,17 +51,17 @@ def build_model(name: str, size: int, outputs: int) -> nn.Module:
 def random_features(name: str, size: int):
     """The untrained network without its head, as a fixed feature function."""
     model = (build_model(name, size, 1)[:-1] if name == "cnn" else build_model(name, size, 0)).eval()
-    return lambda images: _forward(model, images).numpy()
+    return lambda images: forward_all(model, images).numpy()
 
 
 @torch.no_grad()
-def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def forward_all(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     model.eval()
     return torch.cat([model(batch) for batch in images.split(256)])
 
 
 def predict(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    return _forward(model, images).sigmoid().numpy()
+    return forward_all(model, images).sigmoid().numpy()
 
 
 def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, list[float]]:
@@ -91,13 +91,24 @@ def train(model, train_x, train_y, val_x, val_y, steps: int, eval_every: int, ba
     return model, best
 
 
+def probe_per_label(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray,
+                    test_y: np.ndarray, max_iter: int = 3000) -> list[float]:
+    """Test AUROC of one logistic regression per finding on standardised fixed features; 0.5 for
+    a finding the training labels hold only one class of (small label fractions)."""
+    mean, std = train_f.mean(0), train_f.std(0) + 1e-6
+    scores = []
+    for j in range(train_y.shape[1]):
+        if train_y[:, j].min() == train_y[:, j].max():
+            scores.append(0.5)
+            continue
+        model = LogisticRegression(max_iter=max_iter, C=0.1).fit((train_f - mean) / std, train_y[:, j])
+        scores.append(roc_auc_score(test_y[:, j], model.predict_proba((test_f - mean) / std)[:, 1]))
+    return scores
+
+
 def linear_probe(train_x, train_y, test_x, test_y, features) -> float:
-    """Logistic regression per finding on fixed features."""
-    f_train, f_test = features(train_x), features(test_x)
-    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
-    scores = np.stack([LogisticRegression(max_iter=2000, C=0.1).fit((f_train - mean) / std, train_y[:, j])
-                       .predict_proba((f_test - mean) / std)[:, 1] for j in range(train_y.shape[1])], 1)
-    return macro_auroc(test_y, scores)[0]
+    """Macro test AUROC of :func:`probe_per_label` on ``features`` of the images."""
+    return float(np.mean(probe_per_label(features(train_x), train_y, features(test_x), test_y, max_iter=2000)))
 
 
 def save_grid(spec: str, path: str, count: int = 18) -> None:
