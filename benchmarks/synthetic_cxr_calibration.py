@@ -23,11 +23,12 @@ from torch import nn
 
 from medpeft.data import load_dataset
 from medpeft.data.transforms import build_transform
+from medpeft.models import CXR_MEAN, CXR_STD
 
 
 def tensors(dataset, size: int) -> tuple[torch.Tensor, np.ndarray]:
     """A whole split as one (N, 3, size, size) tensor (small data: no loader needed)."""
-    transform = build_transform(size)
+    transform = build_transform(size, CXR_MEAN, CXR_STD)
     images = torch.stack([transform(dataset.images.load(i)) for i in range(len(dataset))])
     return images, dataset.labels.astype(np.float32)
 

@@ -22,8 +22,8 @@ from rich.console import Console
 
 from medpeft.config import atomic_write_text, save_json
 from medpeft.models import BackboneConfig
-from medpeft.runs import RunDir
-from medpeft.train import DataConfig, RunConfig, TrainConfig, finetune
+from medpeft.runtime import DataConfig, RunConfig, RunDir, TrainConfig
+from medpeft.train import finetune
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

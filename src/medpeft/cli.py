@@ -1,23 +1,49 @@
 """Command line: each sub-command parses its arguments and calls one library function.
 
 No logic lives here beyond turning flags into typed configs (litgpt's habit); everything a
-command does is importable and testable without the CLI.
+command does is importable and testable without the CLI. Exit codes: 0 done, 1 training
+diverged, 2 bad input (one clear line, no traceback), 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
-from rich.console import Console
+from .console import make_console, print_error
 
-console = Console()
+console = make_console()
+FORMAT_HELP = "output: table (terminal), md, csv or json"
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser, spec_required: bool = True) -> None:
-    if spec_required:
-        parser.add_argument("spec", help="dataset spec, e.g. synthetic-cxr, medmnist:pneumoniamnist, "
-                                         "splits:DIR, folder:DIR, csv:FILE")
+def _format_flag(parser: argparse.ArgumentParser) -> None:
+    from .table import FORMATS
+
+    parser.add_argument("--format", choices=FORMATS, default="table", help=FORMAT_HELP)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {value}")
+    return value
+
+
+def _method_name(text: str) -> str:
+    from .methods import METHODS
+
+    if text not in METHODS:
+        raise argparse.ArgumentTypeError(METHODS.unknown_message(text))
+    return text
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="dataset spec, e.g. synthetic-cxr, medmnist:pneumoniamnist, "
+                                     "splits:DIR, folder:DIR, csv:FILE")
     parser.add_argument("--data-root", help="folder with the data files (default: $MEDPEFT_DATA, "
                                             "then the source's default, e.g. ~/.medmnist)")
     parser.add_argument("--fraction", type=float, default=1.0,
@@ -35,37 +61,35 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     splits = load_dataset(args.spec, data_root=args.data_root, fraction=args.fraction,
                           fraction_seed=args.fraction_seed, skip_bad=args.skip_bad,
                           verify=args.verify)
-    console.print(describe(splits))
-    console.print(split_table(splits))
+    if args.format == "table":
+        console.print(describe(splits))
+    split_table(splits).print(console, args.format)
     return 0
 
 
 def _finetune_flags(parser: argparse.ArgumentParser) -> None:
-    from .cliargs import add_dataclass_flags
+    from .cliargs import add_dataclass_flags, add_method_flags
     from .methods import METHODS
     from .models import BackboneConfig
-    from .train.config import DataConfig, TrainConfig
+    from .runtime import DataConfig, TrainConfig
 
     parser.add_argument("--config", help="YAML recipe (e.g. a run's config.yaml); flags override it")
-    parser.add_argument("--out", help="run directory; if not given: runs/<data>-<method>-f<fraction>-s<seed>")
+    parser.add_argument("--out", help="run directory; if not given: runs/<data>-<backbone>-<method>-f<fraction>-s<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
-    parser.add_argument("--method", dest="run.method", default=argparse.SUPPRESS,
-                        help=f"PEFT method: {', '.join(METHODS.names())}")
+    parser.add_argument("--method", dest="run.method", type=_method_name, default=argparse.SUPPRESS,
+                        metavar="METHOD", help=f"PEFT method (default lora): {', '.join(METHODS.names())}")
     add_dataclass_flags(parser, DataConfig, "data", rename={"spec": "data"})
     add_dataclass_flags(parser, BackboneConfig, "backbone", rename={"name": "backbone"})
     add_dataclass_flags(parser, TrainConfig, "train")
-    options = parser.add_argument_group("method options (each applies to the methods that have it)")
-    seen: set[str] = set()
-    for _, cls in METHODS.items():
-        add_dataclass_flags(options, cls.config_class, "method_options", seen=seen)
+    add_method_flags(parser, METHODS)
 
 
 def run_config_from_args(args: argparse.Namespace):
     """Defaults, then --config YAML, then the flags typed on the command line."""
-    from .cliargs import given_values, merge
-    from .config import load_yaml
-    from .train.config import RunConfig
+    from .cliargs import given_values
+    from .config import load_yaml, merge
+    from .runtime import RunConfig
 
     values = load_yaml(args.config) if args.config else {}
     given = given_values(args)
@@ -74,27 +98,31 @@ def run_config_from_args(args: argparse.Namespace):
         if given["run"]["method"] != values.get("method"):
             values["method_options"] = {}  # a recipe's options belong to its own method
         values["method"] = given["run"]["method"]
-    values["method_options"] = merge(values.get("method_options", {}), given.get("method_options", {}))
+    options = values.get("method_options") or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"{args.config}: method_options must be a mapping such as {{rank: 8}}")
+    values["method_options"] = merge(options, given.get("method_options", {}))
     return RunConfig.from_dict(values)
 
 
-def default_run_dir(config) -> str:
-    import re
+def default_run_dir(config) -> Path:
+    from .runtime import run_slug
 
-    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.spec.split("?")[0]).strip("-")
-    return f"runs/{data}-{config.backbone.name}-{config.method}-f{config.data.fraction:g}-s{config.train.seed}"
+    return Path("runs") / run_slug(config.data.spec, config.backbone.name or "vit_small", config.method,
+                                   f"f{config.data.fraction:g}", f"s{config.train.seed}")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .train import TrainingDiverged, finetune
+    from .runtime import TrainingDiverged
+    from .train import finetune
 
     config = run_config_from_args(args)
-    out = args.out or default_run_dir(config)
+    out = Path(args.out) if args.out else default_run_dir(config)
     console.print(f"run directory: {out}")
     try:
         finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
     except TrainingDiverged as err:
-        console.print(f"[bold red]training diverged:[/] {err}", highlight=False)
+        print_error(console, str(err), "training diverged")
         return 1
     return 0
 
@@ -129,8 +157,8 @@ def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
 
 def pretrain_config_from_args(args: argparse.Namespace):
     """Defaults, then --config YAML, then the flags typed on the command line."""
-    from .cliargs import given_values, merge
-    from .config import load_yaml
+    from .cliargs import given_values
+    from .config import load_yaml, merge
     from .pretrain import PretrainConfig
 
     values = merge(load_yaml(args.config) if args.config else {}, given_values(args))
@@ -138,50 +166,57 @@ def pretrain_config_from_args(args: argparse.Namespace):
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    import re
-
+    from .models.cache import checkpoint_dir
     from .pretrain import pretrain
-    from .train import TrainingDiverged
+    from .runtime import TrainingDiverged, run_slug
 
+    if args.name is not None:
+        checkpoint_dir(args.name)  # a bad name fails before anything runs
     config = pretrain_config_from_args(args)
-    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.specs[0].split("?")[0]).strip("-")
-    out = args.out or f"runs/pretrain/{args.name or f'{data}-{config.backbone.name}'}"
+    backbone = config.backbone.name or "vit_small"
+    out = Path(args.out) if args.out else Path("runs/pretrain") / (args.name or run_slug(config.data.specs[0], backbone))
     console.print(f"run directory: {out}")
     try:
         pretrain(config, out, resume=args.resume, name=args.name, console=console,
                  progress=not args.no_progress)
     except TrainingDiverged as err:
-        console.print(f"[bold red]pretraining diverged:[/] {err}", highlight=False)
+        print_error(console, str(err), "pretraining diverged")
         return 1
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval.run import evaluate_run
-    from .experiments.report import metrics_table
+    from .eval import evaluate_run
+    from .studies.report import metrics_table
 
     metrics = evaluate_run(args.run, data_spec=args.data, data_root=args.data_root, split=args.split,
                            n_bootstrap=args.n_bootstrap)
-    console.print(metrics_table(metrics, title=f"{args.run} on {args.data or 'its own data'} ({args.split})"))
+    metrics_table(metrics, title=f"{args.run} on {args.data or 'its own data'} ({args.split})").print(
+        console, args.format)
     return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from .experiments.report import methods_table
+    from .studies.report import method_options_table, methods_table
 
-    console.print(methods_table(args.backbone, img_size=args.img_size, patch_size=args.patch_size,
-                                num_outputs=args.num_outputs))
+    if args.name:
+        method_options_table(args.name).print(console, args.format)
+    else:
+        methods_table(args.backbone, img_size=args.img_size, patch_size=args.patch_size,
+                      num_outputs=args.num_outputs).print(console, args.format)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments.demo import DemoConfig, run_demo
+    from .studies.demo import DemoConfig, run_demo
 
     run_demo(out=args.out, console=console, fresh=args.fresh, config=DemoConfig(pretrain=not args.no_pretrain))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cliargs import HelpFormatter
+
     parser = argparse.ArgumentParser(prog="medpeft", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -191,31 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(info)
     info.add_argument("--verify", choices=("none", "exists", "decode"), default="none",
                       help="check image files: none (default, labels only), exists, or decode every image")
+    _format_flag(info)
     info.set_defaults(func=cmd_data_info)
 
     finetune = commands.add_parser("finetune", help="fine-tune a backbone with a PEFT method",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpFormatter)
     _finetune_flags(finetune)
     finetune.set_defaults(func=cmd_finetune)
 
     pretrain = commands.add_parser("pretrain", help="MAE-pretrain a ViT on unlabeled training images",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpFormatter)
     _pretrain_flags(pretrain)
     pretrain.set_defaults(func=cmd_pretrain)
 
     evaluate = commands.add_parser("eval", help="score a finished run (optionally on other data)")
     evaluate.add_argument("run", help="run directory")
-    evaluate.add_argument("--data", help="dataset spec to score on (default: the run's own)")
+    evaluate.add_argument("--data", help="dataset spec to score on (default: the run's own); it must "
+                                         "have the run's labels in the same order")
     evaluate.add_argument("--data-root", help="data folder for --data")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--n-bootstrap", type=int, default=1000, help="resamples for the AUROC CI")
+    evaluate.add_argument("--n-bootstrap", type=_non_negative_int, default=1000,
+                          help="resamples for the AUROC CI (0 = none)")
+    _format_flag(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters")
+    methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters, or one "
+                                                  "method's options")
+    methods.add_argument("name", nargs="?", type=_method_name,
+                         help="a method: print its options, their help and defaults")
     methods.add_argument("--backbone", default="vit_base", help="short or timm name (default vit_base)")
     methods.add_argument("--img-size", type=int, default=224)
     methods.add_argument("--patch-size", type=int, default=None)
     methods.add_argument("--num-outputs", type=int, default=14, help="head width (default 14, NIH)")
+    _format_flag(methods)
     methods.set_defaults(func=cmd_methods)
 
     demo = commands.add_parser("demo", help="FFT vs linear vs LoRA at 1/10/100%% labels on synthetic-cxr")
@@ -233,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        print_error(console, str(err))
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+        console.print("interrupted", style="yellow")
         return 130
 
 

@@ -2,6 +2,8 @@
 
 Flags default to "not given" (``argparse.SUPPRESS``): a run's config is the dataclass defaults,
 then the ``--config`` YAML, then the flags actually typed — in that order of precedence.
+Method options are one flag per option name (``--rank`` serves every method that has a rank);
+``--help`` then lists each method's own options, help and defaults in a section of its own.
 """
 from __future__ import annotations
 
@@ -11,6 +13,12 @@ import types
 import typing
 
 import yaml
+
+from .config import field_help
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and section descriptions printed with their own line breaks."""
 
 
 def _base_type(hint):
@@ -23,28 +31,30 @@ def _base_type(hint):
 
 
 def _parse_mapping(text: str) -> dict:
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not a YAML mapping like '{{depth: 4}}': {text!r} ({err})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a mapping like '{{depth: 4}}', got {text!r}")
     return value
 
 
-def _comment_of(cls, name: str) -> str:
-    """The trailing ``# comment`` of a field in the class source: its one-line doc."""
-    import inspect
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return ""
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(f"{name}:") and "#" in stripped:
-            return stripped.split("#", 1)[1].strip()
-    return ""
+def _add_flag(parser, flag: str, dest: str, hint, help_text: str | None) -> None:
+    kind, many = _base_type(hint)
+    common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text.replace("%", "%%") if help_text else None)
+    if kind is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+    elif kind is dict:
+        parser.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **common)
+    elif many:
+        parser.add_argument(flag, type=kind, nargs="+", **common)
+    else:
+        parser.add_argument(flag, type=kind, **common)
 
 
 def add_dataclass_flags(parser, cls, section: str, rename: dict[str, str] | None = None,
-                        skip: tuple[str, ...] = (), seen: set[str] | None = None) -> None:
+                        skip: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per field of ``cls``; parsed values land in ``dest = "section.field"``."""
     hints = typing.get_type_hints(cls)
     rename = rename or {}
@@ -52,22 +62,33 @@ def add_dataclass_flags(parser, cls, section: str, rename: dict[str, str] | None
         if field.name in skip or not field.init:
             continue
         flag = "--" + rename.get(field.name, field.name).replace("_", "-")
-        if seen is not None:
-            if flag in seen:
-                continue
-            seen.add(flag)
-        kind, many = _base_type(hints[field.name])
-        help_text = _comment_of(cls, field.name).replace("%", "%%") or None  # argparse %-formats help
-        dest = f"{section}.{field.name}"
-        common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
-        elif kind is dict:
-            parser.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **common)
-        elif many:
-            parser.add_argument(flag, type=kind, nargs="+", **common)
-        else:
-            parser.add_argument(flag, type=kind, **common)
+        _add_flag(parser, flag, f"{section}.{field.name}", hints[field.name], field_help(cls, field.name) or None)
+
+
+def add_method_flags(parser: argparse.ArgumentParser, methods, section: str = "method_options") -> None:
+    """One flag per method option name, then one help section per method with its own options."""
+    users: dict[str, list[str]] = {}
+    hints: dict[str, object] = {}
+    for name, cls in methods.items():
+        config_hints = typing.get_type_hints(cls.config_class)
+        for field in dataclasses.fields(cls.config_class):
+            users.setdefault(field.name, []).append(name)
+            hints.setdefault(field.name, config_hints[field.name])
+    group = parser.add_argument_group(
+        "method options", "Each flag sets the option of that name of the chosen --method (an option the "
+                          "method does not have is an error). Each method's own options, help and defaults "
+                          "are listed in its section below, and by `medpeft methods NAME`.")
+    for option, names in users.items():
+        _add_flag(group, "--" + option.replace("_", "-"), f"{section}.{option}", hints[option],
+                  f"option of {', '.join(names)}")
+    for name, cls in methods.items():
+        lines = []
+        for field in dataclasses.fields(cls.config_class):
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            lines.append(f"  --{field.name.replace('_', '-'):<18} {field_help(cls.config_class, field.name)} "
+                         f"(default {default})")
+        parser.add_argument_group(f"--method {name}: {cls.summary}",
+                                  "\n".join(lines) or "  no options of its own")
 
 
 def given_values(args: argparse.Namespace) -> dict[str, dict]:
@@ -78,14 +99,3 @@ def given_values(args: argparse.Namespace) -> dict[str, dict]:
             section, name = dest.split(".", 1)
             sections.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
     return sections
-
-
-def merge(base: dict, override: dict) -> dict:
-    """Recursive dict update (override wins), without mutating either."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

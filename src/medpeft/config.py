@@ -1,8 +1,11 @@
 """Typed configs that round-trip through YAML/JSON.
 
 Every knob is a dataclass field with a comment saying what it does; library code receives
-these objects, never an ``argparse.Namespace``. :func:`from_dict` rejects unknown keys with
-the list of valid ones, so a typo in a YAML recipe fails loudly instead of being ignored.
+these objects, never an ``argparse.Namespace``. :func:`from_dict` builds a config from a plain
+dict (a YAML recipe, merged command-line flags) and checks it field by field: an unknown key
+is an error listing the valid ones (with a close match), and a value of the wrong type
+(``epochs: "many"``, ``img_size: "28"``, ``epochs: 1.7``, ``data: 5``) is an error naming the
+field, what it expected and what it got — before any dataclass sees it.
 """
 from __future__ import annotations
 
@@ -27,39 +30,130 @@ def to_dict(config: Any) -> dict:
 
 
 def from_dict(cls: type[T], values: dict | None, where: str = "") -> T:
-    """Build ``cls`` from a dict, recursing into nested dataclass fields; unknown keys are errors."""
-    values = dict(values or {})
+    """Build ``cls`` from a dict, recursing into nested dataclass fields and checking types."""
+    label = where or cls.__name__
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{label}: expected a mapping of options, got {_shown(values)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [key for key in values if key not in fields]
     if unknown:
-        label = where or cls.__name__
-        hint = difflib.get_close_matches(unknown[0], fields, n=1)
+        hint = difflib.get_close_matches(str(unknown[0]), fields, n=1)
         maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"{label}: unknown option(s) {unknown}{maybe}; valid: {', '.join(fields)}")
-    kwargs = {}
-    for key, value in values.items():
-        kind = _dataclass_in(hints[key])
-        if kind is not None and isinstance(value, dict):
-            value = from_dict(kind, value, f"{where or cls.__name__}.{key}")
-        elif isinstance(value, list) and _is_tuple(hints[key]):
-            value = tuple(value)
-        kwargs[key] = value
+        raise ValueError(f"{label}: unknown option(s) {unknown}{maybe}; valid: {', '.join(fields) or 'none'}")
+    kwargs = {key: coerce(value, hints[key], f"{label}.{key}") for key, value in values.items()}
     return cls(**kwargs)
 
 
-def _dataclass_in(hint) -> type | None:
-    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    for candidate in candidates:
-        if dataclasses.is_dataclass(candidate):
-            return candidate
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (and converted where lossless: int -> float,
+    list -> tuple, 2.0 -> 2); a mismatch is a ``ValueError`` naming ``where``."""
+    if hint is Any:
+        return value
+    options = _union_members(hint)
+    if options is not None:
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except ValueError as err:
+                errors.append(err)
+        raise errors[0] if len(errors) == 1 else ValueError(
+            f"{where}: expected {_describe(hint)}, got {_shown(value)}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return from_dict(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (str, dict)) or value is None:
+            raise ValueError(f"{where}: expected a list of {_describe(item)}, got {_shown(value)}")
+        return tuple(coerce(v, item, f"{where}[{i}]") for i, v in enumerate(items))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping such as {{depth: 4}}, got {_shown(value)}")
+        return value
+    if origin is list or hint is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {_shown(value)}")
+        return list(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where}: expected true or false, got {_shown(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"{where}: expected a whole number, got {_shown(value)}"
+                         + (" (write it without quotes)" if _is_number_text(value) else ""))
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if _is_number_text(value):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value)
+        raise ValueError(f"{where}: expected a number, got {_shown(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected text, got {_shown(value)}")
+    return value  # other annotations are the dataclass's own business
+
+
+def _union_members(hint) -> tuple | None:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
     return None
 
 
-def _is_tuple(hint) -> bool:
+def _is_number_text(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(hint) -> str:
+    options = _union_members(hint)
+    if options is not None:
+        return " or ".join(_describe(o) for o in options)
+    names = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
+             dict: "a mapping", type(None): "null"}
+    if hint in names:
+        return names[hint]
     if typing.get_origin(hint) is tuple:
-        return True
-    return any(typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
+        return "a list"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping of options"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict update (override wins), without mutating either."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -97,5 +191,36 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return values
 
 
+def load_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
+    """A JSON object from ``path``; a missing, unreadable or malformed file is an error naming it."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid {what} ({err})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object in the {what}, got {type(values).__name__}")
+    return values
+
+
 def save_json(path: str | os.PathLike, values: dict) -> None:
     atomic_write_text(path, json.dumps(values, indent=2, sort_keys=False) + "\n")
+
+
+def field_help(cls, name: str) -> str:
+    """The one-line doc of a config field: the trailing ``# comment`` of its line in the class
+    source (every field has one), searched through the class's bases."""
+    import inspect
+
+    for klass in getattr(cls, "__mro__", (cls,)):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(f"{name}:") and "#" in stripped:
+                return stripped.split("#", 1)[1].strip()
+    return ""

@@ -38,8 +38,8 @@ from medpeft.methods import METHODS
 from medpeft.methods.base import ADAPTER_WEIGHTS, read_adapter_config
 from medpeft.models import BackboneConfig
 from medpeft.models.backbones import head_names
-from medpeft.train import DataConfig, RunConfig, TrainConfig, finetune
-from medpeft.train.build import build_model
+from medpeft.runtime import DataConfig, RunConfig, TrainConfig, build_model
+from medpeft.train import finetune
 
 QUIET = Console(quiet=True)
 CHANCE_BAR = 0.60  # test AUROC every method must beat (issue "The PEFT method zoo")

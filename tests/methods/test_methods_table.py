@@ -6,15 +6,13 @@ import io
 import pytest
 from rich.console import Console
 
-from medpeft.experiments.report import methods_table
+from medpeft.studies.report import methods_table
 from medpeft.methods import METHODS
 
 
 def rows(table) -> dict[str, dict[str, str]]:
     """method name -> {column header: cell text}."""
-    columns = [column.header for column in table.columns]
-    cells = [list(column.cells) for column in table.columns]
-    return {row[0]: dict(zip(columns, row)) for row in zip(*cells)}
+    return {record["method"]: record for record in table.to_records()}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,7 @@ def test_lists_exactly_the_methods_that_fit_and_names_the_others(fixture, family
     assert list(rows(table)) == fitting
     assert misfits and table.caption == f"not applicable to {family} backbones: {', '.join(misfits)}"
     out = io.StringIO()
-    Console(file=out, width=250).print(table)  # renders without error, caption included
+    Console(file=out, width=250).print(table.to_rich())  # renders without error, caption included
     assert "not applicable" in out.getvalue()
 
 

@@ -146,7 +146,7 @@ def test_a_second_injection_is_refused():
 @pytest.mark.parametrize("name,options,match", [
     ("lora-qkv", {"rank": 0}, "rank"),
     ("dora", {"dropout": 1.0}, "dropout"),
-    ("lora-qkv", {"target_modules": "qkv"}, "list of module names"),
+    ("lora-qkv", {"target_modules": "qkv"}, "target_modules: expected a list of text, got 'qkv'"),
     ("ia3", {"feedforward_modules": ["fc1"]}, "must also be in target_modules"),
     ("loha", {"module_dropout": -0.1}, "module_dropout"),
     ("lokr", {"decompose_factor": 0}, "decompose_factor"),

@@ -65,7 +65,7 @@ def test_card_beside_the_checkpoint_and_the_named_cache(tmp_path, private_cache)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["data"] == [config.data.specs[0]] and card["epochs"] == 2
     assert (card["img_size"], card["patch_size"], card["mask_ratio"]) == (16, 4, 0.75)
-    assert card["loss_curve"] == [1.0, 0.8] and card["config"] == config.to_dict()
+    assert card["loss_curve"] == [1.0, 0.8] and card["config"] == config.resolved().to_dict()
     cached = publish(path, "tiny-mae")
     assert cached == private_cache / "checkpoints" / "tiny-mae" / "checkpoint.pth"
     assert resolve_checkpoint("tiny-mae") == cached

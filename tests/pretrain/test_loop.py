@@ -10,7 +10,7 @@ from medpeft.cli import main
 from medpeft.models import create_backbone, load_pretrained, read_state_dict
 from medpeft.pretrain import ensure_pretrained, pretrain
 from medpeft.pretrain.mae import MaskedAutoencoderViT
-from medpeft.train import TrainingDiverged
+from medpeft.runtime import TrainingDiverged
 
 from .conftest import TINY_DATA, tiny_backbone, tiny_config
 
@@ -32,18 +32,18 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     config = tiny_config(epochs=2)
     pretrain(config, tmp_path / "straight", progress=False)
 
-    real, calls = loop._train_one_epoch, []
+    real, calls = loop.MAEJob.end_epoch, []
 
-    def interrupted(*args, **kwargs):
+    def interrupted(job, stats):  # killed at the end of the second epoch, before its checkpoint
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(job, stats)
 
-    monkeypatch.setattr(loop, "_train_one_epoch", interrupted)
+    monkeypatch.setattr(loop.MAEJob, "end_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pretrain(config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(loop, "_train_one_epoch", real)
+    monkeypatch.setattr(loop.MAEJob, "end_epoch", real)
     assert (tmp_path / "resumed" / "checkpoint-last.pt").is_file()
     summary = pretrain(config, tmp_path / "resumed", resume=True, progress=False)
     assert len(summary["history"]) == 2

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from medpeft.cli import main
-from medpeft.eval.run import evaluate_run
+from medpeft.eval import evaluate_run
 from medpeft.models import BackboneConfig
-from medpeft.train import DataConfig, RunConfig, TrainConfig, TrainingDiverged, finetune
+from medpeft.runtime import DataConfig, RunConfig, TrainConfig, TrainingDiverged
+from medpeft.train import finetune
 from medpeft.train import loop as loop_module
 from rich.console import Console
 
@@ -66,26 +67,22 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, mo
     config = tiny_config(method="fft", epochs=3, keep_checkpoint=True)
     reference = finetune(config, tmp_path / "whole", console=QUIET)
 
-    real_epoch = loop_module._train_one_epoch
+    real_loss = loop_module.ClassifierJob.loss
+    calls = {"n": 0}
 
-    def killed_in_third_epoch(model, loader, optimizer, *args):
-        epoch = args[1]
-        if epoch == 2:  # die after one optimiser step of the third epoch
-            batches = iter(loader)
-            images, targets = next(batches)
-            optimizer.zero_grad()
-            model(images).sum().backward()
-            optimizer.step()
+    def killed_in_third_epoch(job, batch):  # 96 images / batch 32 = 3 steps per epoch
+        calls["n"] += 1
+        if calls["n"] == 8:  # after one optimiser step of the third epoch
             raise KeyboardInterrupt
-        return real_epoch(model, loader, optimizer, *args)
+        return real_loss(job, batch)
 
-    monkeypatch.setattr(loop_module, "_train_one_epoch", killed_in_third_epoch)
+    monkeypatch.setattr(loop_module.ClassifierJob, "loss", killed_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         finetune(config, tmp_path / "killed", console=QUIET)
     assert not (tmp_path / "killed" / "metrics.json").exists()
     assert torch.load(tmp_path / "killed" / "checkpoint-last.pt", weights_only=True)["epoch"] == 1
 
-    monkeypatch.setattr(loop_module, "_train_one_epoch", real_epoch)
+    monkeypatch.setattr(loop_module.ClassifierJob, "loss", real_loss)
     resumed = finetune(config, tmp_path / "killed", resume=True, console=QUIET)
     assert resumed["test"] == reference["test"]
     assert resumed["history"] == reference["history"]

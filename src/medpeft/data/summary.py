@@ -1,8 +1,7 @@
 """Human-readable summary of a loaded dataset (``medpeft data info`` and the start of every run)."""
 from __future__ import annotations
 
-from rich.table import Table
-
+from ..table import Table
 from .base import DataSplits, positives_per_label
 
 
@@ -25,12 +24,9 @@ def split_table(splits: DataSplits) -> Table:
     info = splits.info
     kind = "class members" if info.task == "multiclass" else "positives"
     train_title = "train" if splits.fraction == 1.0 else f"train ({splits.fraction:g})"
-    table = Table(title=f"{info.name} — {kind} per split")
-    table.add_column("")
+    table = Table(title=f"{info.name} — {kind} per split", columns=["", train_title, "val", "test"])
     datasets = [splits.train, splits.val, splits.test]
-    for title in (train_title, "val", "test"):
-        table.add_column(title, justify="right")
-    table.add_row("images", *[str(len(d)) for d in datasets], end_section=True)
+    table.add_row("images", *[str(len(d)) for d in datasets], rule=True)
     counts = [positives_per_label(d.labels, info) for d in datasets]
     for name in counts[0]:
         cells = [f"{c[name]} ({100.0 * c[name] / max(len(d), 1):.1f}%)" for c, d in zip(counts, datasets)]

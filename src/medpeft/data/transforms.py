@@ -1,8 +1,9 @@
 """Image transforms: decoded [0, 1] arrays -> normalised 3-channel tensors at the model's size.
 
-Normalisation statistics belong to the backbone (its pretraining data), not to the dataset's
-file names; the default 0.4785/0.2834 is the chest X-ray statistic MED-PEFT and MRM use.
-Augmentation is chosen by name in the training config. Built on torchvision.transforms.v2.
+Normalisation statistics belong to the backbone (its pretraining data; see
+:mod:`medpeft.models.backbones`), never to the dataset's file names, so every transform takes
+them as arguments. Augmentation is chosen by name in the training config. Built on
+torchvision.transforms.v2.
 """
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-CXR_MEAN = (0.4785,)
-CXR_STD = (0.2834,)
 AUGMENTATIONS = ("none", "light", "flip")
 
 
@@ -29,7 +28,7 @@ def to_chw(image: np.ndarray) -> torch.Tensor:
     raise ValueError(f"images need 1, 3 or 4 channels, got {channels}")
 
 
-def _per_channel(values: Sequence[float], name: str) -> list[float]:
+def per_channel(values: Sequence[float], name: str) -> list[float]:
     values = [float(v) for v in values]
     if len(values) == 1:
         return values * 3
@@ -38,7 +37,7 @@ def _per_channel(values: Sequence[float], name: str) -> list[float]:
     return values
 
 
-def build_transform(img_size: int, mean: Sequence[float] = CXR_MEAN, std: Sequence[float] = CXR_STD,
+def build_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
                     augment: str = "none") -> Callable[[np.ndarray], torch.Tensor]:
     """The transform for one split: ``augment="none"`` for evaluation.
 
@@ -53,7 +52,7 @@ def build_transform(img_size: int, mean: Sequence[float] = CXR_MEAN, std: Sequen
         geometry = [v2.RandomResizedCrop(img_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True)]
         if augment == "flip":
             geometry.append(v2.RandomHorizontalFlip())
-    pipeline = v2.Compose([*geometry, v2.Normalize(_per_channel(mean, "mean"), _per_channel(std, "std"))])
+    pipeline = v2.Compose([*geometry, v2.Normalize(per_channel(mean, "mean"), per_channel(std, "std"))])
 
     def transform(image: np.ndarray) -> torch.Tensor:
         return pipeline(to_chw(image))

@@ -1,6 +1,5 @@
-"""Evaluation: metrics (AUROC, accuracy, macro-F1, bootstrap CI), model scoring, run re-scoring."""
-from .evaluate import evaluate, predict, probabilities
-from .metrics import bootstrap_ci, compute_metrics, macro_auroc, per_label_auroc
+"""Evaluation of saved runs: rebuild a run's model from its directory and score it on its own
+test split or on another dataset with the same labels."""
+from .run import check_labels, evaluate_run, load_run_model
 
-__all__ = ["evaluate", "predict", "probabilities", "bootstrap_ci", "compute_metrics",
-           "macro_auroc", "per_label_auroc"]
+__all__ = ["check_labels", "evaluate_run", "load_run_model"]

@@ -8,7 +8,7 @@ import pkgutil
 
 from .base import (METHODS, Method, MethodConfig, adapter_state_dict, apply_method, count_parameters,
                    create_method, describe_trainable, load_adapter, load_adapter_state,
-                   read_adapter_config, register_method, save_adapter)
+                   read_adapter_config, read_adapter_weights, register_method, save_adapter)
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module != "base" and not _module.startswith("_"):
@@ -16,4 +16,5 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 
 __all__ = ["METHODS", "Method", "MethodConfig", "adapter_state_dict", "apply_method",
            "count_parameters", "create_method", "describe_trainable", "load_adapter",
-           "load_adapter_state", "read_adapter_config", "register_method", "save_adapter"]
+           "load_adapter_state", "read_adapter_config", "read_adapter_weights", "register_method",
+           "save_adapter"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from ..config import atomic_write_text, from_dict, to_dict
+from ..config import atomic_write_text, from_dict, load_json, to_dict
 from ..models.backbones import closed_residual_branches, family_of, head_names
 from ..registry import Registry
 
@@ -144,9 +144,11 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def create_method(name: str, options: dict | None = None) -> Method:
+def create_method(name: str, options: dict | MethodConfig | None = None) -> Method:
     """A method by name with its config built (and validated) from ``options``."""
     cls = METHODS.get(name)
+    if isinstance(options, MethodConfig):
+        return cls(options)
     return cls(from_dict(cls.config_class, options or {}, where=f"method {name}"))
 
 
@@ -238,15 +240,30 @@ def read_adapter_config(directory: str | Path) -> dict:
     path = Path(directory) / ADAPTER_CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"no {ADAPTER_CONFIG} in {directory}")
-    return json.loads(path.read_text())
+    config = load_json(path, "adapter config")
+    if not isinstance(config.get("medpeft_method"), str):
+        raise ValueError(f"{path}: not a medpeft adapter config (no 'medpeft_method')")
+    return config
+
+
+def read_adapter_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The adapter's tensors; a missing, truncated or garbage file is an error naming it."""
+    path = Path(directory) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"no {ADAPTER_WEIGHTS} in {directory}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types (SafetensorError, ...)
+        raise ValueError(f"{path}: not a readable safetensors file ({err}); it is truncated or "
+                         "corrupt — re-run the training or restore the file") from None
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Method]:
     """Apply the saved method to ``model`` (the same backbone) and load its tensors exactly."""
     config = read_adapter_config(directory)
     method = create_method(config["medpeft_method"], config.get("method_config"))
+    state = read_adapter_weights(directory)
     model = apply_method(model, method)
-    state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
     load_adapter_state(model, state, source=str(directory))
     expected = config.get("base_fingerprint")
     if expected is not None and base_fingerprint(model, state) != expected:

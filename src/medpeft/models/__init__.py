@@ -1,6 +1,9 @@
-"""Backbones (timm) and the loading of pretrained checkpoints."""
-from .backbones import BACKBONES, BackboneConfig, create_backbone, family_of, head_names
+"""Backbones (timm) with their identity, and the loading of pretrained checkpoints."""
+from .backbones import (BACKBONES, CXR_MEAN, CXR_STD, IMAGENET_MEAN, IMAGENET_STD, BackboneConfig,
+                        BackboneSpec, check_backbone, create_backbone, family_of, head_names,
+                        resolve_backbone, spec_for)
 from .checkpoint import LoadReport, load_pretrained, read_state_dict
 
-__all__ = ["BACKBONES", "BackboneConfig", "create_backbone", "family_of", "head_names",
-           "LoadReport", "load_pretrained", "read_state_dict"]
+__all__ = ["BACKBONES", "CXR_MEAN", "CXR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "BackboneConfig",
+           "BackboneSpec", "check_backbone", "create_backbone", "family_of", "head_names",
+           "resolve_backbone", "spec_for", "LoadReport", "load_pretrained", "read_state_dict"]

@@ -1,4 +1,17 @@
-"""Backbones: timm models by short name, never downloaded, configured for medical fine-tuning.
+"""Backbones: timm models by short name, never downloaded, each carrying its own identity.
+
+Like timm's pretrained configs, every registered backbone is data (:class:`BackboneSpec`): its
+timm architecture, family, default image and patch size, the input mean/std of the weights it
+is meant for, and the names of its task head. The normalisation constants live here, with the
+models: the ViT entries use the chest X-ray statistics of MED-PEFT/MRM (what medpeft's own MAE
+pretraining uses), the DINOv2 entries and ResNet-50 ImageNet's, as their published weights
+expect. Any other timm architecture name works too; its identity comes from timm's pretrained
+config.
+
+A :class:`BackboneConfig` leaves size and statistics unset (None) by default. They are filled,
+in this order, from the command line, from the card of ``--checkpoint`` (so a medpeft MAE
+checkpoint fine-tunes at the size and statistics it was pretrained with), and from the spec;
+:func:`resolve_backbone` also says where the command line contradicts the card.
 
 ViTs use global average pooling followed by ``fc_norm``, as in MAE fine-tuning (timm's
 ``global_pool="avg"``); the patch size can be changed so small images still give a useful
@@ -7,60 +20,174 @@ token grid (patch 4 at 28 px, 8 at 64 px). Weights come only from ``--checkpoint
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 from dataclasses import dataclass, field
 
 import timm
+import torch
 import torch.nn as nn
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
-from ..data.transforms import CXR_MEAN, CXR_STD
 from ..registry import Registry
 
-# short name -> timm architecture
-BACKBONES: Registry[str] = Registry("backbone")
-for _short, _timm_name in {
-    "vit_tiny": "vit_tiny_patch16_224",
-    "vit_small": "vit_small_patch16_224",
-    "vit_base": "vit_base_patch16_224",
-    "vit_large": "vit_large_patch16_224",
-    "vit_huge": "vit_huge_patch14_224",
-    "vit_base_dinov2": "vit_base_patch14_dinov2",
-    "vit_large_dinov2": "vit_large_patch14_dinov2",
-    "resnet50": "resnet50",
-}.items():
-    BACKBONES.add(_short, _timm_name)
+CXR_MEAN = (0.4785,)  # chest X-ray statistics used by MED-PEFT and MRM (one channel, repeated)
+CXR_STD = (0.2834,)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what ImageNet-trained weights (DINOv2, ResNet-50) expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FAMILIES = ("vit", "resnet")
+_FAMILY_CLASSES = {"vit": VisionTransformer, "resnet": ResNet}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a backbone is: architecture, family, default input and the head every method trains."""
+
+    timm_name: str
+    family: str  # vit | resnet
+    img_size: int = 224  # default input side in pixels
+    patch_size: int | None = 16  # ViT patch size; None for CNNs
+    mean: tuple[float, ...] = CXR_MEAN  # input normalisation the weights expect
+    std: tuple[float, ...] = CXR_STD
+    head: tuple[str, ...] = ("head", "fc_norm")  # modules of the task head (always trained)
+    stats: str = "chest X-ray (MED-PEFT/MRM)"  # where mean/std come from
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+_IMAGENET = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, stats="ImageNet")
+for _short, _spec in {
+    "vit_tiny": BackboneSpec("vit_tiny_patch16_224", "vit"),
+    "vit_small": BackboneSpec("vit_small_patch16_224", "vit"),
+    "vit_base": BackboneSpec("vit_base_patch16_224", "vit"),
+    "vit_large": BackboneSpec("vit_large_patch16_224", "vit"),
+    "vit_huge": BackboneSpec("vit_huge_patch14_224", "vit", patch_size=14),
+    "vit_base_dinov2": BackboneSpec("vit_base_patch14_dinov2", "vit", patch_size=14, **_IMAGENET),
+    "vit_large_dinov2": BackboneSpec("vit_large_patch14_dinov2", "vit", patch_size=14, **_IMAGENET),
+    "resnet50": BackboneSpec("resnet50", "resnet", patch_size=None, head=("fc",), **_IMAGENET),
+}.items():
+    BACKBONES.add(_short, _spec)
+
+
+def spec_for(name: str) -> BackboneSpec:
+    """The registered spec of a short name, or one read from timm's config for a timm name."""
+    if name in BACKBONES:
+        return BACKBONES.get(name)
+    if name not in timm.list_models():
+        BACKBONES.get(name)  # raises with the short names and a close match
+    cfg = timm.models.get_pretrained_cfg(name)
+    family = ("vit" if timm.models.is_model_in_modules(name, ["vision_transformer"]) else
+              "resnet" if timm.models.is_model_in_modules(name, ["resnet"]) else "other")
+    vit = family == "vit"
+    classifier = cfg.classifier if cfg is not None and isinstance(cfg.classifier, str) else "head"
+    return BackboneSpec(
+        timm_name=name, family=family, img_size=int(cfg.input_size[-1]) if cfg else 224,
+        patch_size=_patch_of(name) if vit else None,
+        mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN, std=tuple(cfg.std) if cfg else IMAGENET_STD,
+        head=(classifier, "fc_norm") if vit else (classifier,), stats=f"timm's config of {name}")
+
+
+def _patch_of(timm_name: str) -> int | None:
+    with torch.device("meta"):
+        model = timm.create_model(timm_name, pretrained=False)
+    return int(model.patch_embed.patch_size[0])
 
 
 @dataclass
 class BackboneConfig:
-    name: str = "vit_small"  # short name (see `medpeft methods`) or any timm architecture name
-    img_size: int = 224  # input side in pixels (ViT position grid follows it)
-    patch_size: int | None = None  # ViT patch size; None keeps the architecture's own
+    name: str | None = None  # short name (see `medpeft methods`) or a timm architecture; None: the checkpoint card's, else vit_small
+    img_size: int | None = None  # input side in pixels; None: the checkpoint card's, else the backbone's default
+    patch_size: int | None = None  # ViT patch size; None: the checkpoint card's, else the architecture's own
     drop_path: float = 0.1  # stochastic depth rate (MAE fine-tuning uses 0.1 for ViT-B)
     checkpoint: str | None = None  # pretrained weights: a file or a cached name; None = random init
-    mean: tuple[float, ...] = CXR_MEAN  # input normalisation of the pretraining data
-    std: tuple[float, ...] = CXR_STD
+    mean: tuple[float, ...] | None = None  # input normalisation; None: the checkpoint card's, else the backbone's
+    std: tuple[float, ...] | None = None  # (1 value, repeated over RGB, or 3)
     timm_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments, e.g. {depth: 4}
 
     def __post_init__(self):
-        if self.img_size < 8:
+        if self.img_size is not None and self.img_size < 8:
             raise ValueError(f"img_size must be at least 8 pixels, got {self.img_size}")
-        if self.patch_size is not None and (self.patch_size < 1 or self.img_size % self.patch_size):
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"patch_size must be at least 1, got {self.patch_size}")
+        if self.patch_size is not None and self.img_size is not None and self.img_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} must divide img_size {self.img_size}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None:
+                values = tuple(float(v) for v in values)
+                if len(values) not in (1, 3):
+                    raise ValueError(f"{name} takes 1 or 3 values (one per channel), got {list(values)}")
+                if name == "std" and min(values) <= 0:
+                    raise ValueError(f"std values must be positive, got {list(values)}")
+                setattr(self, name, values)
+        _check_timm_kwargs(self.timm_kwargs)
+
+    @property
+    def spec(self) -> BackboneSpec:
+        return spec_for(self.name or DEFAULT_BACKBONE)
 
     @property
     def timm_name(self) -> str:
-        if self.name in BACKBONES:
-            return BACKBONES.get(self.name)
-        if self.name in timm.list_models():
-            return self.name
-        BACKBONES.get(self.name)  # raises with the list of short names and a suggestion
-        raise AssertionError  # unreachable
+        return self.spec.timm_name
+
+    def is_resolved(self) -> bool:
+        return None not in (self.name, self.img_size, self.mean, self.std) and (
+            self.patch_size is not None or self.spec.patch_size is None)
+
+    def with_defaults(self, card: dict | None = None) -> tuple["BackboneConfig", list[str]]:
+        """A copy with every unset field filled from ``card`` (a checkpoint's), then the spec;
+        and the warnings where a set field contradicts the card."""
+        card = card or {}
+        warnings, values = [], {}
+        from_card = {"name": card.get("backbone"), "img_size": card.get("img_size"),
+                     "patch_size": card.get("patch_size"),
+                     "mean": tuple(card["mean"]) if card.get("mean") else None,
+                     "std": tuple(card["std"]) if card.get("std") else None,
+                     "timm_kwargs": (card.get("config") or {}).get("backbone", {}).get("timm_kwargs") or None}
+        for key, carded in from_card.items():
+            given = getattr(self, key) or None
+            if given is not None and carded is not None and _differs(given, carded):
+                warnings.append(f"{key} {_text(given)} differs from the checkpoint card's {_text(carded)} "
+                                f"(the weights were pretrained with it); using {_text(given)} as given")
+            values[key] = given if given is not None else carded
+        spec = spec_for(values["name"] or DEFAULT_BACKBONE)
+        values["name"] = values["name"] or DEFAULT_BACKBONE
+        values["img_size"] = values["img_size"] or spec.img_size
+        values["patch_size"] = values["patch_size"] or spec.patch_size
+        values["mean"] = values["mean"] or spec.mean
+        values["std"] = values["std"] or spec.std
+        values["timm_kwargs"] = values["timm_kwargs"] or {}
+        return dataclasses.replace(self, **values), warnings
+
+
+DEFAULT_BACKBONE = "vit_small"
+
+
+def _differs(given, carded) -> bool:
+    if isinstance(given, tuple):
+        return tuple(float(v) for v in given) != tuple(float(v) for v in carded)
+    return given != carded
+
+
+def _text(value) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def _check_timm_kwargs(kwargs: dict) -> None:
+    """``{depth:2}`` (no space) is YAML for ``{"depth:2": None}``: say so instead of ignoring it."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"timm_kwargs must be a mapping such as {{depth: 4}}, got {kwargs!r}")
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            fix = ""
+            if isinstance(key, str) and ":" in key and value is None:
+                name, _, number = key.partition(":")
+                fix = f"; write '{{{name.strip()}: {number.strip()}}}' (YAML needs a space after the colon)"
+            raise ValueError(f"timm_kwargs: {key!r} is not an argument name{fix}")
 
 
 def family_of(model: nn.Module) -> str:
@@ -92,19 +219,49 @@ def closed_residual_branches(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def create_backbone(config: BackboneConfig, num_classes: int) -> nn.Module:
-    """A randomly initialised timm model with a fresh ``num_classes`` head."""
+    """A randomly initialised timm model with a fresh ``num_classes`` head (unset sizes take the
+    backbone's defaults; see :func:`resolve_backbone` for the checkpoint card's)."""
+    if not config.is_resolved():
+        config = config.with_defaults()[0]
+    spec = config.spec
     kwargs = dict(num_classes=num_classes, drop_path_rate=config.drop_path, **config.timm_kwargs)
-    if _is_vit(config.timm_name):
+    if spec.family == "vit":
         kwargs.update(img_size=config.img_size, global_pool="avg")
         if config.patch_size is not None:
             kwargs["patch_size"] = config.patch_size
     elif config.patch_size is not None:
         raise ValueError(f"--patch-size applies to ViTs only, not {config.name}")
-    model = timm.create_model(config.timm_name, pretrained=False, **kwargs)
+    try:
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+    except TypeError as err:
+        raise ValueError(_bad_kwargs_message(spec, config.timm_kwargs, err)) from None
     family_of(model)  # reject unsupported classes early
     return model
 
 
-def _is_vit(timm_name: str) -> bool:
-    """Whether timm builds this architecture with its VisionTransformer module."""
-    return timm.models.is_model_in_modules(timm_name, ["vision_transformer"])
+def check_backbone(config: BackboneConfig, num_classes: int = 1) -> None:
+    """Build the backbone on the meta device (no memory, milliseconds): a bad name, size or
+    ``timm_kwargs`` fails here, before a run touches disk or data."""
+    with torch.device("meta"):
+        create_backbone(config, num_classes)
+
+
+def _bad_kwargs_message(spec: BackboneSpec, kwargs: dict, err: TypeError) -> str:
+    cls = _FAMILY_CLASSES.get(spec.family)
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")] if cls else []
+    unknown = [k for k in kwargs if k not in valid] if valid else list(kwargs)
+    hint = ""
+    if unknown and valid:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"timm_kwargs {kwargs} do not fit {spec.timm_name}: {err}{hint}"
+            + (f"; {cls.__name__} accepts: {', '.join(valid)}" if valid else ""))
+
+
+def resolve_backbone(config: BackboneConfig) -> tuple[BackboneConfig, list[str]]:
+    """``config`` with every unset field filled from its checkpoint's card (if it has one), then
+    from the backbone's spec; plus a warning for each given value that contradicts the card."""
+    from .cache import read_card, resolve_checkpoint
+
+    card = read_card(resolve_checkpoint(config.checkpoint)) if config.checkpoint else {}
+    return config.with_defaults(card)

@@ -36,6 +36,7 @@ def save_checkpoint(path: Path, model: nn.Module, config: PretrainConfig, epoch:
 
 def make_card(config: PretrainConfig, *, epoch: int, sources: list[tuple[str, int]], history: list[dict],
               img_per_s: float, wall_time_s: float, params: dict[str, int]) -> dict:
+    config = config.resolved()  # the card records the size and statistics actually used
     backbone = config.backbone
     flags = f"--backbone {backbone.name} --img-size {backbone.img_size}"
     if backbone.patch_size is not None:

@@ -6,12 +6,12 @@ warmup 40 of 800 epochs.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from ..cliargs import merge
-from ..config import from_dict, to_dict
+from ..config import from_dict, merge, to_dict
 from ..models.backbones import BackboneConfig
-from ..train.config import PRECISIONS
+from ..runtime.device import check_device_name, check_precision
 
 
 @dataclass
@@ -72,8 +72,18 @@ class PretrainTrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
+        check_device_name(self.device)
+        for name in ("blr", "lr", "clip_grad"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive (or unset), got {value}")
+        for name in ("min_lr", "warmup_epochs", "weight_decay", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if self.min_lr > self.learning_rate():
+            raise ValueError(f"min_lr {self.min_lr:g} is above the peak learning rate {self.learning_rate():.3g}; "
+                             "lower --min-lr or raise the learning rate")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas takes two values in [0, 1), got {self.betas}")
         self.betas = tuple(float(b) for b in self.betas)
@@ -103,10 +113,16 @@ class PretrainConfig:
             raise ValueError("MAE pretraining starts from a random initialisation; --checkpoint "
                              "(continued pretraining) is not supported yet")
 
+    def resolved(self) -> "PretrainConfig":
+        """A copy whose backbone has every size and statistic set (from its spec)."""
+        return dataclasses.replace(self, backbone=self.backbone.with_defaults()[0])
+
     def to_dict(self) -> dict:
         return to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "PretrainConfig":
         """Missing fields take this class's defaults (a partial ``backbone`` keeps drop_path 0)."""
-        return from_dict(cls, merge(cls().to_dict(), values or {}), where="pretrain config")
+        if not isinstance(values, dict):
+            raise ValueError(f"pretrain config: expected a mapping of options, got {type(values).__name__}")
+        return from_dict(cls, merge(cls().to_dict(), values), where="pretrain config")

@@ -15,7 +15,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision.transforms import InterpolationMode, v2
 
 from ..data import load_dataset
-from ..data.transforms import _per_channel, build_transform, to_chw
+from ..data.transforms import build_transform, per_channel, to_chw
 from ..models.backbones import BackboneConfig
 from .config import PretrainDataConfig
 
@@ -50,7 +50,7 @@ def pretraining_transform(img_size: int, mean, std, crop_scale=(0.2, 1.0), hflip
                                   interpolation=InterpolationMode.BICUBIC, antialias=True)]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
-    pipeline = v2.Compose([*steps, v2.Normalize(_per_channel(mean, "mean"), _per_channel(std, "std"))])
+    pipeline = v2.Compose([*steps, v2.Normalize(per_channel(mean, "mean"), per_channel(std, "std"))])
     return lambda image: pipeline(to_chw(image))
 
 

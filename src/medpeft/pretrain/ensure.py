@@ -12,9 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..console import make_console
+
 from ..models.backbones import BackboneConfig
 from ..models.cache import cache_root, checkpoint_dir, read_card
-from ..runs import RunDir
+from ..runtime import RunDir
 from .config import MAEConfig, PretrainConfig, PretrainDataConfig, PretrainTrainConfig
 from .checkpoint import publish
 from .loop import checkpoint_name, pretrain
@@ -39,8 +41,8 @@ def cached_config(name: str) -> dict | None:
 def ensure_pretrained(name: str, config: PretrainConfig | None = None, *, console: Console | None = None,
                       progress: bool = True) -> Path:
     """The cached checkpoint ``name`` made with ``config`` (default :func:`demo_config`)."""
-    config = config or demo_config()
-    console = console or Console()
+    config = (config or demo_config()).resolved()
+    console = console or make_console()
     wanted = config.to_dict()
     if cached_config(name) == wanted:
         return checkpoint_dir(name) / "checkpoint.pth"

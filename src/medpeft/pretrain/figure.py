@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from ..data.transforms import _per_channel
+from ..data.transforms import per_channel
 from .mae import MaskedAutoencoderViT
 
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
@@ -42,8 +42,8 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, seed: int = 0
 
 def _to_display(image: torch.Tensor, mean, std, grey: bool) -> torch.Tensor:
     """Normalised (C, H, W) -> (H, W) grey (channel mean) or (H, W, 3) colour, in [0, 1]."""
-    mean = torch.tensor(_per_channel(mean, "mean")).view(-1, 1, 1)
-    std = torch.tensor(_per_channel(std, "std")).view(-1, 1, 1)
+    mean = torch.tensor(per_channel(mean, "mean")).view(-1, 1, 1)
+    std = torch.tensor(per_channel(std, "std")).view(-1, 1, 1)
     image = (image.detach().cpu().float() * std + mean).clamp(0, 1)
     return image.mean(dim=0) if grey else image.permute(1, 2, 0)
 

@@ -1,13 +1,12 @@
-"""The MAE pretraining loop: unlabeled images in, MAE-layout checkpoints out.
+"""MAE pretraining: unlabeled images in, MAE-layout checkpoints out, on the shared epoch loop.
 
-Per epoch: train with AdamW (MAE's betas 0.9/0.95, no decay on biases, norms and tokens) under
-the per-iteration warmup-cosine schedule of :mod:`medpeft.train.schedule`, score the masked-
-patch loss of a fixed set of validation images under fixed masks (comparable across epochs),
-and write ``checkpoint-last.pt`` (with optimizer state, for ``--resume``) plus
-``checkpoint-<epoch>.pth`` at the ``save_at`` epochs. At the end: the final
+Per epoch (driven by :func:`medpeft.runtime.run_epochs`): train with AdamW (MAE's betas
+0.9/0.95, no decay on biases, norms and tokens) under the per-iteration warmup-cosine
+schedule, score the masked-patch loss of a fixed set of validation images under fixed masks
+(comparable across epochs), and write ``checkpoint-last.pt`` (with optimizer state, for
+``--resume``) plus ``checkpoint-<epoch>.pth`` at the ``save_at`` epochs. At the end: the final
 ``checkpoint-<epochs>.pth`` and its card, ``reconstruction.png``, ``metrics.json``, and with
-``name`` a copy in the named cache. Every epoch reseeds from (seed, epoch), as the
-fine-tuning loop does, so a resumed run ends with the same weights as an uninterrupted one.
+``name`` a copy in the named cache.
 
 Borrowed from facebookresearch/mae ``main_pretrain.py`` / ``engine_pretrain.py``: the
 optimizer settings, the blr convention and the per-iteration schedule.
@@ -15,8 +14,6 @@ optimizer settings, the blr convention and the per-iteration schedule.
 from __future__ import annotations
 
 import contextlib
-import math
-import time
 from pathlib import Path
 
 import torch
@@ -24,11 +21,10 @@ from rich.console import Console
 from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
 
-from ..runs import RunDir
-from ..train.build import autocast_for, resolve_device, seed_everything
-from ..train.progress import EpochProgress
-from ..train.schedule import lr_at, set_lr
-from ..train.step import optimizer_step
+from ..console import make_console
+from ..models.cache import checkpoint_dir
+from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunDir, autocast_for, resolve_device,
+                       run_epochs, seed_everything)
 from .checkpoint import make_card, publish, save_checkpoint
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
@@ -37,6 +33,7 @@ from .mae import MaskedAutoencoderViT, build_mae, kept_count
 
 FIGURE = "reconstruction.png"
 VAL_MASK_SEED = 1234  # the held-out loss always hides the same patches
+MAY_CHANGE = ("epochs", "save_at")  # where extra checkpoints go, and how many epochs, keep the weights so far
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -49,88 +46,62 @@ def build_optimizer(model: MaskedAutoencoderViT, config: PretrainConfig) -> torc
     return torch.optim.AdamW(groups, lr=config.train.learning_rate(), betas=config.train.betas)
 
 
+class MAEJob(Job):
+    """One batch: the masked-patch loss. One epoch: the held-out loss, and numbered checkpoints."""
+
+    def __init__(self, model: MaskedAutoencoderViT, optimizer, config: PretrainConfig, data: UnlabeledData,
+                 device, autocast, run: RunDir, params: dict):
+        self.model, self.optimizer, self.config, self.data = model, optimizer, config, data
+        self.device, self.autocast, self.run, self.params = device, autocast, run, params
+
+    def loss(self, batch):
+        return self.model(batch.to(self.device, non_blocking=True)).loss, len(batch)
+
+    def end_epoch(self, stats: EpochStats) -> EpochEnd:
+        val_loss = heldout_loss(self.model, self.data.val, self.config.train.batch_size, self.device, self.autocast)
+        record = {"epoch": stats.epoch + 1, "loss": stats.loss, "val_loss": val_loss, "lr": stats.lr,
+                  "img_per_s": stats.images / stats.seconds, "seconds": stats.seconds}
+        return EpochEnd(record, text=f"val loss {val_loss:.4f}" if val_loss is not None else "")
+
+    def after_record(self, stats: EpochStats, history: list[dict]) -> None:
+        epoch, train = stats.epoch + 1, self.config.train
+        if epoch in train.save_at and epoch < train.epochs:
+            _save_numbered(self.run.path, self.model, self.config, epoch, self.data, history,
+                           stats.img_per_s, stats.elapsed, self.params)
+
+
 def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str | None = None,
              console: Console | None = None, progress: bool = True) -> dict:
     """Pretrain an MAE into ``out_dir`` and return its summary (also in ``metrics.json``)."""
-    console = console or Console()
+    console = console or make_console()
+    if name is not None:
+        checkpoint_dir(name)  # a bad cache name fails now, not after the training
+    config = config.resolved()
+    device = resolve_device(config.train.device)
     run = RunDir(out_dir)
-    # where extra checkpoints go, and how many epochs, do not change the weights so far
-    state = run.start(config.to_dict(), resume=resume, may_change=("epochs", "save_at"))
-    train = config.train
-    device = resolve_device(train.device)
-    autocast = autocast_for(device, train.precision)
+    with run.lock():
+        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+        return _pretrain(config, run, state, device, name, console, progress)
 
+
+def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console, progress) -> dict:
+    train = config.train
+    autocast = autocast_for(device, train.precision)
     data = load_unlabeled(config.data, config.backbone, train.val_images)
     seed_everything(train.seed)
     model = build_mae(config.backbone, config.mae).to(device)
     optimizer = build_optimizer(model, config)
     params = _describe(model, optimizer, config, data, device, console)
-
-    steps_per_epoch = math.ceil(len(data.train) / train.batch_size)
-    schedule = dict(lr=train.learning_rate(), min_lr=train.min_lr,
-                    warmup_steps=train.warmup_epochs * steps_per_epoch,
-                    total_steps=train.epochs * steps_per_epoch)
-    history, start_epoch, elapsed, images_seen, train_seconds = [], 0, 0.0, 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        elapsed, images_seen, train_seconds = state["elapsed"], state["images_seen"], state["train_seconds"]
-        console.print(f"resuming {run.path} after epoch {start_epoch}")
-        run.log(f"resumed after epoch {start_epoch}")
-    else:
+    if state is None:
         run.log(f"start: {data.describe()}; {params}")
-
-    started = time.perf_counter()
-    for epoch in range(start_epoch, train.epochs):
-        seed = train.seed * 100_003 + epoch
-        seed_everything(seed)
-        loader = DataLoader(data.train, batch_size=train.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed), num_workers=train.num_workers,
+    job = MAEJob(model, optimizer, config, data, device, autocast, run, params)
+    settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed,
+                            lr=train.learning_rate(), min_lr=train.min_lr, warmup_epochs=train.warmup_epochs,
+                            clip_grad=train.clip_grad, num_workers=train.num_workers,
                             pin_memory=device.type == "cuda")
-        epoch_start = time.perf_counter()
-        loss, seen = _train_one_epoch(model, loader, optimizer, epoch, steps_per_epoch, schedule,
-                                      config, device, autocast, run, progress, console)
-        seconds = time.perf_counter() - epoch_start
-        train_seconds += seconds
-        images_seen += seen
-        val_loss = heldout_loss(model, data.val, train.batch_size, device, autocast)
-        history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
-                        "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / seconds,
-                        "seconds": seconds})
-        val_text = f"  val loss {val_loss:.4f}" if val_loss is not None else ""
-        line = (f"epoch {epoch + 1}/{train.epochs}  loss {loss:.4f}{val_text}  "
-                f"{seen / seconds:.0f} img/s  {seconds:.0f} s")
-        console.print(line)
-        run.log(line)
-        now = time.perf_counter()
-        if epoch + 1 in train.save_at and epoch + 1 < train.epochs:
-            _save_numbered(run.path, model, config, epoch + 1, data, history,
-                           images_seen / train_seconds, elapsed + now - started, params)
-        run.save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "history": history, "elapsed": elapsed + now - started,
-                             "images_seen": images_seen, "train_seconds": train_seconds})
-    elapsed += time.perf_counter() - started
-    return _finish(run, model, config, data, history, images_seen / max(train_seconds, 1e-9),
-                   elapsed, params, device, name, console)
-
-
-def _train_one_epoch(model, loader, optimizer, epoch, steps_per_epoch, schedule, config, device,
-                     autocast, run, progress, console) -> tuple[float, int]:
-    model.train()
-    train = config.train
-    total_loss, seen = 0.0, 0
-    with EpochProgress(len(loader), f"epoch {epoch + 1}/{train.epochs}", console, enabled=progress) as bar:
-        for step, images in enumerate(loader):
-            set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, **schedule))
-            images = images.to(device, non_blocking=True)
-            with autocast or contextlib.nullcontext():
-                loss = model(images).loss
-            optimizer_step(loss, model, optimizer, train.clip_grad, epoch=epoch, step=step, run=run)
-            total_loss += loss.item() * len(images)
-            seen += len(images)
-            bar.advance(loss=total_loss / seen, images=len(images))
-    return total_loss / max(seen, 1), seen
+    result = run_epochs(job, data.train, settings, run, config=config.to_dict(), may_change=MAY_CHANGE,
+                        state=state, autocast=autocast, console=console, progress=progress)
+    return _finish(run, model, config, data, result, params, device, name, console)
 
 
 @torch.no_grad()
@@ -154,9 +125,11 @@ def _save_numbered(folder: Path, model, config, epoch, data: UnlabeledData, hist
     return save_checkpoint(folder / checkpoint_name(epoch), model, config, epoch, card)
 
 
-def _finish(run, model, config, data, history, img_per_s, elapsed, params, device, name, console) -> dict:
-    train = config.train
-    final = _save_numbered(run.path, model, config, train.epochs, data, history, img_per_s, elapsed, params)
+def _finish(run: RunDir, model, config: PretrainConfig, data: UnlabeledData, result: LoopResult, params,
+            device, name, console) -> dict:
+    train, history = config.train, result.history
+    final = _save_numbered(run.path, model, config, train.epochs, data, history, result.img_per_s,
+                           result.elapsed, params)
     console.print(f"checkpoint: {final}")
     figure = None
     if train.figure_images and len(data.val):
@@ -168,8 +141,8 @@ def _finish(run, model, config, data, history, img_per_s, elapsed, params, devic
                   f"{config.mae.mask_ratio:g}, epoch {train.epochs}")
         console.print(f"reconstruction figure: {figure}")
     summary = {"checkpoint": str(final), "epochs": train.epochs, "final_loss": history[-1]["loss"],
-               "final_val_loss": history[-1]["val_loss"], "img_per_s": round(img_per_s, 1),
-               "wall_time_s": round(elapsed, 1), "params": params,
+               "final_val_loss": history[-1]["val_loss"], "img_per_s": round(result.img_per_s, 1),
+               "wall_time_s": round(result.elapsed, 1), "params": params,
                "figure": str(figure) if figure else None, "history": history}
     if name:
         summary["cached"] = str(publish(final, name))
@@ -177,7 +150,7 @@ def _finish(run, model, config, data, history, img_per_s, elapsed, params, devic
     run.save_metrics(summary)
     if not train.keep_checkpoint:
         run.remove_checkpoint()
-    run.log(f"done: loss {history[-1]['loss']:.4f}, {img_per_s:.0f} img/s, {elapsed:.0f} s")
+    run.log(f"done: loss {history[-1]['loss']:.4f}, {result.img_per_s:.0f} img/s, {result.elapsed:.0f} s")
     return summary
 
 

@@ -1,6 +1,6 @@
-"""Fine-tuning: configs, the training loop, optimiser/schedule, run assembly."""
-from .config import DataConfig, RunConfig, TrainConfig
-from .loop import finetune
-from .step import TrainingDiverged
+"""Fine-tuning: a classifier run from its config (:class:`medpeft.runtime.RunConfig`) to a
+finished run directory, on the shared epoch loop of :mod:`medpeft.runtime`."""
+from .loop import ClassifierJob, finetune
+from .optim import build_optimizer, loss_function
 
-__all__ = ["DataConfig", "RunConfig", "TrainConfig", "TrainingDiverged", "finetune"]
+__all__ = ["ClassifierJob", "finetune", "build_optimizer", "loss_function"]

@@ -7,11 +7,11 @@ import re
 import pytest
 from rich.console import Console
 
-from medpeft.experiments import demo as demo_module
-from medpeft.experiments.demo import DemoConfig, run_demo
+from medpeft.studies import demo as demo_module
+from medpeft.studies.demo import DemoConfig, run_demo
 from medpeft.models import BackboneConfig
 from medpeft.models.cache import checkpoint_dir
-from medpeft.runs import RunDir
+from medpeft.runtime import RunDir
 
 QUIET = Console(quiet=True)
 

@@ -1,27 +1,21 @@
-"""Tables for the terminal and for Markdown: metrics of a run, method parameter counts."""
+"""Tables for the command line: a run's metrics, the methods that fit a backbone with their
+trainable-parameter counts, and one method's options."""
 from __future__ import annotations
 
-import math
+import dataclasses
+import typing
 
-from rich.table import Table
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    """Metrics are fractions in [0, 1]; reports show percentages (DESIGN.md)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100.0 * value:.{digits}f}"
+from ..table import Table
+from .tables import percent
 
 
 def metrics_table(metrics: dict, title: str = "") -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = Table(title=title, columns=["metric", "value"])
     ci = metrics.get("auroc_ci95")
     table.add_row("AUROC (macro)", percent(metrics["auroc"], 2)
                   + (f"  [{percent(ci[0], 2)}, {percent(ci[1], 2)}]" if ci else ""))
     table.add_row("accuracy", percent(metrics["acc"], 2))
-    table.add_row("macro-F1", percent(metrics["f1_macro"], 2), end_section=True)
+    table.add_row("macro-F1", percent(metrics["f1_macro"], 2), rule=True)
     for name, value in metrics.get("auroc_per_label", {}).items():
         table.add_row(f"AUROC {name}", percent(value, 2))
     return table
@@ -39,10 +33,8 @@ def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None 
     config = BackboneConfig(backbone, img_size=img_size, patch_size=patch_size)
     with torch.device("meta"):  # counts only: no memory, no initialisation time
         family = family_of(create_backbone(config, num_outputs))
-    table = Table(title=f"methods for {backbone} ({family}, {img_size} px, {num_outputs} outputs)")
-    for column, justify in (("method", "left"), ("trainable", "right"), ("without head", "right"),
-                            ("% of total", "right"), ("mergeable", "center"), ("what trains", "left")):
-        table.add_column(column, justify=justify)
+    table = Table(title=f"methods for {backbone} ({family}, {img_size} px, {num_outputs} outputs)",
+                  columns=["method", "trainable", "without head", "% of total", "mergeable", "what trains"])
     for name, cls in METHODS.items():
         if family not in cls.families:
             continue
@@ -50,11 +42,34 @@ def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None 
             model = apply_method(create_backbone(config, num_outputs), create_method(name))
         trainable, total = count_parameters(model)
         table.add_row(name, f"{trainable:,}", f"{trainable - head_parameters(model):,}",
-                      f"{100.0 * trainable / total:.2f}%", "yes" if cls.mergeable else "", cls.summary)
+                      f"{100.0 * trainable / total:.2f}%", "yes" if cls.mergeable else "no", cls.summary)
     misfits = [name for name, cls in METHODS.items() if family not in cls.families]
     if misfits:
         table.caption = f"not applicable to {family} backbones: {', '.join(misfits)}"
     return table
+
+
+def method_options_table(name: str) -> Table:
+    """One method's options: name, type, default and help, from its config dataclass."""
+    from ..config import field_help
+    from ..methods import METHODS
+
+    cls = METHODS.get(name)
+    config = cls.config_class
+    hints = typing.get_type_hints(config)
+    table = Table(title=f"{name}: {cls.summary}", columns=["option", "type", "default", "help"])
+    for field in dataclasses.fields(config):
+        if field.init:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            table.add_row(f"--{field.name.replace('_', '-')}", _type_name(hints[field.name]), str(default),
+                          field_help(config, field.name))
+    table.caption = (f"{cls.paper}; fits {', '.join(cls.families)}; mergeable: {'yes' if cls.mergeable else 'no'}"
+                     + ("" if table.rows else "; no options of its own"))
+    return table
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", str(hint).replace("typing.", ""))
 
 
 def head_parameters(model) -> int:

@@ -1,4 +1,5 @@
-"""Running a model over a split and scoring it."""
+"""Running a model over a split and scoring it (validation during training, test at the end,
+re-scoring of saved runs)."""
 from __future__ import annotations
 
 import contextlib

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..console import make_console, print_renderable
 from ..models import BackboneConfig
-from ..runs import RunDir
-from ..train import DataConfig, RunConfig, TrainConfig, finetune
+from ..runtime import DataConfig, RunConfig, RunDir, TrainConfig, run_slug
+from ..train import finetune
 from .tables import paper_table, write_markdown
 
 METHOD_LABELS = {"fft": "FFT", "linear": "Linear probe", "lora": "LoRA r=8"}
@@ -70,7 +71,7 @@ def _pretrained_backbone(config: DemoConfig, console: Console) -> str | None:
 
 def run_demo(out: str | Path = "runs/demo", *, console: Console | None = None, fresh: bool = False,
              config: DemoConfig | None = None) -> str:
-    console = console or Console()
+    console = console or make_console()
     config = config or DemoConfig()
     out = Path(out)
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def run_demo(out: str | Path = "runs/demo", *, console: Console | None = None, f
     results = {}
     for fraction in config.fractions:
         for method in config.methods:
-            run_dir = out / f"{'mae' if checkpoint else 'scratch'}-{method}-f{fraction:g}"
+            run_dir = out / run_slug("mae" if checkpoint else "scratch", method, f"f{fraction:g}")
             if fresh or not RunDir(run_dir).is_complete():
                 if fresh and run_dir.exists():
                     shutil.rmtree(run_dir)
@@ -93,7 +94,7 @@ def run_demo(out: str | Path = "runs/demo", *, console: Console | None = None, f
     table = paper_table(results, config.methods, config.fractions, METHOD_LABELS,
                         title=f"Test macro AUROC (%) on {config.data}; {config.backbone.name} "
                               f"({init}); seed {config.seed}")
-    console.print(table)
+    print_renderable(console, table.to_rich())
     markdown = write_markdown(out / "table.md", table, command="make demo",
                               note=f"one seed; total demo time {time.perf_counter() - started:.0f} s")
     console.print(f"written {out / 'table.md'}")

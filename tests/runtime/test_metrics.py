@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medpeft.eval import bootstrap_ci, compute_metrics
+from medpeft.runtime import bootstrap_ci, compute_metrics
 
 
 def test_binary_uses_the_positive_class_score():

@@ -1,51 +1,41 @@
-"""Assembling a run from its config: data loaders, and backbone + checkpoint + method."""
+"""Assembling a classifier run from its config: resolved settings, data splits, loaders, and
+backbone + checkpoint + method. Shared by training, evaluation and serving."""
 from __future__ import annotations
 
-import random
+import dataclasses
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ..data import DataSplits, load_dataset
+from ..data import SOURCES, DataSplits, load_dataset, parse_spec
 from ..data.transforms import build_transform
-from ..methods import Method, apply_method, create_method
-from ..models import LoadReport, create_backbone, load_pretrained
-from .config import DataConfig, RunConfig, TrainConfig
+from ..methods import Method, apply_method
+from ..models import BackboneConfig, LoadReport, check_backbone, create_backbone, load_pretrained, resolve_backbone
+from .device import resolve_device
+from .runconfig import DataConfig, RunConfig, TrainConfig
+from .seeding import seed_everything
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def resolve_run_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
+    """``config`` ready to run, checked before anything touches disk or data: the backbone's
+    unset fields filled from its checkpoint card or spec (plus warnings where the command line
+    contradicts the card), the backbone built on the meta device, the device and the data
+    spec's source checked."""
+    backbone, warnings = resolve_backbone(config.backbone)
+    check_backbone(backbone)
+    resolve_device(config.train.device)
+    SOURCES.get(parse_spec(config.data.spec).scheme)
+    return dataclasses.replace(config, backbone=backbone), warnings
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU, whose bf16 matmuls are far slower here."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def load_splits(data: DataConfig, img_size: int, mean, std) -> DataSplits:
+def load_splits(data: DataConfig, backbone: BackboneConfig) -> DataSplits:
+    """The dataset at the backbone's size and normalisation (training augmentation from ``data``)."""
     splits = load_dataset(data.spec, data_root=data.data_root, fraction=data.fraction,
                           fraction_seed=data.fraction_seed, skip_bad=data.skip_bad)
-    return splits.with_transforms(build_transform(img_size, mean, std, data.augment),
-                                  build_transform(img_size, mean, std, "none"))
+    size, mean, std = backbone.img_size, backbone.mean, backbone.std
+    return splits.with_transforms(build_transform(size, mean, std, data.augment),
+                                  build_transform(size, mean, std, "none"))
 
 
 def make_loader(dataset, train: TrainConfig, *, shuffle: bool, seed: int = 0) -> DataLoader:
@@ -71,5 +61,5 @@ def build_base(config: RunConfig, num_outputs: int) -> tuple[nn.Module, LoadRepo
 def build_model(config: RunConfig, num_outputs: int) -> tuple[nn.Module, Method, LoadReport | None]:
     """:func:`build_base`, then the PEFT method applied."""
     model, report = build_base(config, num_outputs)
-    method = create_method(config.method, config.method_options)
+    method = config.create_method()
     return apply_method(model, method), method, report

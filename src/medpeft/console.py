@@ -1,0 +1,43 @@
+"""The console every medpeft command prints to, and how tables reach it.
+
+User-supplied text (paths, dataset specs, label names, error messages that quote them) is
+printed as it is: the console never reads ``[...]`` as rich markup nor ``:name:`` as an emoji
+code, so ``data/[archive] csv/m.csv`` and ``csv:ok`` print unchanged and a path holding
+``[/b]`` cannot crash it. Styling is applied by passing ``style=`` explicitly.
+
+Tables are printed whole: on a terminal rich may wrap a long cell (``overflow="fold"``, never an
+ellipsis), and when the output is a pipe or a file the table is printed at its natural width, so
+``medpeft methods | grep adapter-parallel`` finds the name.
+"""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.measure import Measurement
+from rich.text import Text
+
+
+def make_console(**kwargs) -> Console:
+    """A console that prints text literally (no markup, emoji or highlighting)."""
+    return Console(markup=False, emoji=False, highlight=False, soft_wrap=True, **kwargs)
+
+
+def print_error(console: Console, message: str, label: str = "error") -> None:
+    console.print(Text.assemble((f"{label}: ", "bold red"), str(message)))
+
+
+def print_warning(console: Console, message: str) -> None:
+    console.print(Text.assemble(("warning: ", "bold yellow"), str(message)))
+
+
+def print_renderable(console: Console, renderable) -> None:
+    """Print ``renderable`` (e.g. a rich Table) uncut: at its natural width when not on a terminal."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    width = Measurement.get(console, console.options.update(width=100_000), renderable).maximum
+    narrow = console.width
+    console.width = max(width, narrow)  # print() clamps its width= to the console's
+    try:
+        console.print(renderable, crop=False)
+    finally:
+        console.width = narrow

@@ -1,0 +1,60 @@
+"""Where and in which precision a run computes: ``--device`` and ``--precision``.
+
+A device name is checked twice: its form when the config is built (``auto``, ``cpu``, ``cuda``,
+``cuda:N``, ``mps``), and whether this machine has it when a run starts, so ``--device cuda``
+on a CPU-only machine is one clear error instead of a traceback from inside PyTorch.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+DEVICE_FORMS = "auto | cpu | cuda | cuda:N | mps"
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_device_name(name: str) -> None:
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ValueError(f"device must be one of {DEVICE_FORMS}, got {name!r}")
+
+
+def check_precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``; ``auto`` takes CUDA, then MPS, then the CPU."""
+    check_device_name(name)
+    cuda, mps = torch.cuda.is_available(), _mps_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name.startswith("cuda"):
+        if not cuda:
+            raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU on this machine "
+                             "(torch.cuda.is_available() is False); use --device cpu or --device auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), numbered from 0")
+    if name == "mps" and not mps:
+        raise ValueError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return backend is not None and backend.is_available()
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA by default; fp32 on CPU, whose bf16 speed differs between machines."""
+    check_precision(precision)
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,209 @@
+"""The one epoch loop, driven by fine-tuning and by MAE pretraining alike.
+
+A training job says what one batch does (:meth:`Job.loss`) and what the end of an epoch reports
+(:meth:`Job.end_epoch`: validation, best weights, early stopping); :func:`run_epochs` does the
+rest, written once: restore from the last checkpoint on resume, reseed every epoch from
+(seed, epoch), set the warmup-cosine learning rate every iteration, take the optimiser step
+(refusing a non-finite loss), show progress, log one line per epoch, and write
+``checkpoint-last.pt``. A run resumed after epoch k therefore continues exactly as if it had
+never stopped. The length of a run is a number of epochs, optionally capped by a number of
+optimiser steps (``max_steps``), so a 1% subset can be given a budget in steps.
+
+Written here rather than taken from a trainer library (Lightning, HF Trainer, Ignite) because
+the run-directory, resume and seeding contracts of DESIGN.md are the point of it and each of
+those libraries brings its own; the loop is ~100 lines.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from rich.console import Console
+from torch.utils.data import DataLoader, Dataset
+
+from .progress import EpochProgress
+from .rundir import RunDir
+from .schedule import lr_at, set_lr
+from .seeding import epoch_seed, seed_everything
+from .step import optimizer_step
+
+
+@dataclass
+class LoopSettings:
+    epochs: int  # planned number of passes over the training set
+    batch_size: int
+    seed: int
+    lr: float  # peak learning rate (each group's lr_scale multiplies it)
+    min_lr: float  # floor of the cosine
+    warmup_epochs: float
+    clip_grad: float | None = None
+    num_workers: int = 0
+    max_steps: int | None = None  # stop after this many optimiser steps (None: epochs decide)
+    pin_memory: bool = False
+
+
+@dataclass
+class Plan:
+    """How long a run is, in optimiser steps, given its training-set size."""
+
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # epochs needed to take total_steps (the last one may be partial)
+    warmup_steps: float
+
+    @classmethod
+    def of(cls, settings: LoopSettings, train_size: int) -> "Plan":
+        per_epoch = max(1, math.ceil(train_size / settings.batch_size))
+        total = settings.epochs * per_epoch
+        if settings.max_steps is not None:
+            total = settings.max_steps
+        return cls(per_epoch, total, math.ceil(total / per_epoch), settings.warmup_epochs * per_epoch)
+
+
+@dataclass
+class EpochStats:
+    """What the loop measured in one epoch, handed to :meth:`Job.end_epoch`."""
+
+    epoch: int  # 0-based
+    epochs: int  # planned epochs
+    loss: float  # mean training loss over the epoch's images
+    images: int
+    seconds: float
+    lr: float  # the first group's learning rate after the epoch's last step
+    steps: int  # optimiser steps taken so far in the whole run
+    elapsed: float  # wall time of the run so far (s)
+    img_per_s: float  # training throughput of the run so far
+
+
+@dataclass
+class EpochEnd:
+    """What a job reports at the end of an epoch."""
+
+    record: dict  # one entry of the run's history
+    text: str = ""  # shown in the epoch line (e.g. validation metrics)
+    note: str = ""  # shown after it (e.g. "*best")
+    stop: str = ""  # non-empty: stop early, for this reason
+
+
+@dataclass
+class LoopResult:
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0  # wall time of the whole run, across resumes (s)
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    steps: int = 0
+    stopped_early: str = ""
+
+    @property
+    def img_per_s(self) -> float:
+        return self.images_seen / max(self.train_seconds, 1e-9)
+
+
+class Job(ABC):
+    """One kind of training, as the loop sees it."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+    @abstractmethod
+    def loss(self, batch) -> tuple[torch.Tensor, int]:
+        """Forward one batch (under the loop's autocast): (scalar loss, number of images)."""
+
+    @abstractmethod
+    def end_epoch(self, stats: EpochStats) -> EpochEnd:
+        """Validate, keep what is worth keeping, and say whether to stop."""
+
+    def after_record(self, stats: EpochStats, history: list[dict]) -> None:
+        """Called once the epoch's record is in ``history``, before the checkpoint is written."""
+
+    def model_state(self) -> dict:
+        """What of the model a checkpoint holds (default: all of it)."""
+        return self.model.state_dict()
+
+    def load_model_state(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+    def extra_state(self) -> dict:
+        """Job state a resume needs besides model and optimiser (e.g. the best epoch's weights)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
+
+def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, *, config: dict,
+               may_change: tuple[str, ...] = ("epochs",), state: dict | None, autocast=None,
+               console: Console, progress: bool = True) -> LoopResult:
+    """Train ``job`` on ``dataset`` into ``run`` (resuming from ``state`` if given)."""
+    plan = Plan.of(settings, len(dataset))
+    result, start_epoch = LoopResult(), 0
+    if state is not None:
+        job.load_model_state(state["model"])
+        job.optimizer.load_state_dict(state["optimizer"])
+        job.load_extra_state(state)
+        start_epoch = state["epoch"] + 1
+        result = LoopResult(state["history"], state["elapsed"], state["images_seen"], state["train_seconds"],
+                            state.get("steps", start_epoch * plan.steps_per_epoch))
+        console.print(f"resuming {run.path} after epoch {start_epoch}")
+        run.log(f"resumed after epoch {start_epoch}")
+    started = time.perf_counter()
+    prior = result.elapsed
+    schedule = dict(lr=settings.lr, min_lr=settings.min_lr, warmup_steps=plan.warmup_steps,
+                    total_steps=plan.total_steps)
+    for epoch in range(start_epoch, plan.epochs):
+        seed = epoch_seed(settings.seed, epoch)
+        seed_everything(seed)
+        loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed), num_workers=settings.num_workers,
+                            pin_memory=settings.pin_memory)
+        steps = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
+        epoch_start = time.perf_counter()
+        loss, images = _train_epoch(job, loader, steps, epoch, plan, schedule, settings, run, autocast,
+                                    console, progress)
+        seconds = time.perf_counter() - epoch_start
+        result.train_seconds += seconds
+        result.images_seen += images
+        result.steps = epoch * plan.steps_per_epoch + steps
+        stats = EpochStats(epoch, plan.epochs, loss, images, seconds, job.optimizer.param_groups[0]["lr"],
+                           result.steps, prior + time.perf_counter() - started, result.img_per_s)
+        end = job.end_epoch(stats)
+        result.history.append(end.record)
+        line = (f"epoch {epoch + 1}/{plan.epochs}  loss {loss:.4f}" + (f"  {end.text}" if end.text else "")
+                + f"  {images / seconds:.0f} img/s  {seconds:.1f} s" + (f"  {end.note}" if end.note else ""))
+        console.print(line)
+        run.log(line)
+        job.after_record(stats, result.history)
+        run.save_checkpoint({"epoch": epoch, "model": job.model_state(), "optimizer": job.optimizer.state_dict(),
+                             "history": result.history, "elapsed": prior + time.perf_counter() - started,
+                             "images_seen": result.images_seen, "train_seconds": result.train_seconds,
+                             "steps": result.steps, **job.extra_state()}, config, may_change)
+        if end.stop:
+            console.print(end.stop)
+            run.log(end.stop)
+            result.stopped_early = end.stop
+            break
+    result.elapsed = prior + time.perf_counter() - started
+    return result
+
+
+def _train_epoch(job: Job, loader: DataLoader, steps: int, epoch: int, plan: Plan, schedule: dict,
+                 settings: LoopSettings, run: RunDir, autocast, console: Console, progress: bool):
+    job.model.train()
+    total_loss, seen = 0.0, 0
+    with EpochProgress(steps, f"epoch {epoch + 1}/{plan.epochs}", console, enabled=progress) as bar:
+        for step, batch in enumerate(loader):
+            if step == steps:
+                break
+            set_lr(job.optimizer, lr_at(epoch * plan.steps_per_epoch + step, **schedule))
+            with autocast or contextlib.nullcontext():
+                loss, images = job.loss(batch)
+            optimizer_step(loss, job.model, job.optimizer, settings.clip_grad, epoch=epoch, step=step, run=run)
+            total_loss += loss.item() * images
+            seen += images
+            bar.advance(loss=total_loss / seen, images=images)
+    return total_loss / max(seen, 1), seen

@@ -1,0 +1,139 @@
+"""Everything a fine-tuning run needs, as typed configs saved to its ``config.yaml``.
+
+``RunConfig`` is the schema of a classifier run directory, shared by training (which writes
+it), evaluation and serving (which rebuild the model from it) and studies (which make many).
+The method's options are its own typed config: ``RunConfig(method="lora",
+method_options={"rank": 0})`` fails when the config is built, before anything touches disk or
+data, naming the method and the valid options.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import from_dict, to_dict
+from ..data.fractions import check_fraction
+from ..data.transforms import AUGMENTATIONS
+from ..methods import METHODS, Method, MethodConfig
+from ..models.backbones import BackboneConfig
+from .device import check_device_name, check_precision
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass
+class DataConfig:
+    spec: str = "synthetic-cxr"  # dataset spec (see `medpeft data info`)
+    data_root: str | None = None  # folder with the data files; default $MEDPEFT_DATA / the source's
+    fraction: float = 1.0  # fraction of training labels, (0, 1]
+    fraction_seed: int = 0  # seed of the training subset (fixed, so seeds vary training only)
+    skip_bad: bool = False  # leave out missing/corrupt items with a warning instead of stopping
+    augment: str = "none"  # training augmentation: none | light | flip
+
+    def __post_init__(self):
+        check_fraction(self.fraction)
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10  # maximum number of epochs
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd
+    blr: float | None = None  # base lr; lr = blr * batch_size / 256 (MAE); None = the method's default
+    lr: float | None = None  # absolute learning rate; overrides blr when set
+    min_lr: float = 1e-6  # floor of the cosine schedule (at most the peak lr)
+    warmup_epochs: float = 1.0  # linear warmup length
+    weight_decay: float = 0.05  # decoupled weight decay (not on biases, norms, tokens)
+    layer_decay: float = 0.75  # ViT layer-wise lr decay (MAE/BEiT); 1.0 disables
+    momentum: float = 0.9  # SGD momentum
+    clip_grad: float | None = None  # max gradient norm (> 0); None = no clipping
+    patience: int | None = None  # early stopping: epochs without val improvement; None = off
+    seed: int = 0  # seeds model init, data order, dropout and augmentation
+    num_workers: int = 0  # DataLoader workers (0 = in process; raise for file datasets on GPU)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16
+    eval_batch_size: int = 256
+    n_bootstrap: int = 1000  # resamples for the test AUROC 95% CI (0 = none)
+    keep_checkpoint: bool = False  # keep checkpoint-last.pt after the run completes
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        check_precision(self.precision)
+        check_device_name(self.device)
+        for name in ("blr", "lr", "clip_grad"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive (or unset), got {value}")
+        for name in ("min_lr", "warmup_epochs", "weight_decay", "momentum", "num_workers", "n_bootstrap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience must be at least 1 epoch (or None to disable)")
+
+    def learning_rate(self, default_blr: float) -> float:
+        """The absolute peak learning rate: ``lr``, else ``blr`` (or the method's) x batch / 256."""
+        if self.lr is not None:
+            return self.lr
+        return (self.blr if self.blr is not None else default_blr) * self.batch_size / 256
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: str = "lora"  # PEFT method name (see `medpeft methods`)
+    method_options: MethodConfig | None = None  # the method's own options (`medpeft methods NAME`); None: its defaults
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        cls = self.method_class  # an unknown name fails here, with the valid names
+        options = self.method_options
+        if options is None:
+            options = cls.config_class()
+        elif isinstance(options, dict):
+            options = from_dict(cls.config_class, options, where=f"method {self.method}")
+        elif not isinstance(options, cls.config_class):
+            raise ValueError(f"method {self.method} takes a {cls.config_class.__name__}, "
+                             f"got {type(options).__name__}")
+        self.method_options = options
+        peak = self.learning_rate
+        if self.train.min_lr > peak:
+            raise ValueError(f"min_lr {self.train.min_lr:g} is above the peak learning rate {peak:.3g} "
+                             f"({'lr' if self.train.lr is not None else 'blr x batch_size / 256'}); "
+                             "lower --min-lr or raise the learning rate")
+
+    @property
+    def method_class(self) -> type[Method]:
+        return METHODS.get(self.method)
+
+    def create_method(self) -> Method:
+        return self.method_class(self.method_options)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.train.learning_rate(self.method_class.default_blr)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        where = "run config"
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: expected a mapping of options, got {type(values).__name__}")
+        values = dict(values)
+        options = values.pop("method_options", None)
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"{where}.method_options: expected a mapping such as {{rank: 8}}, got {options!r}")
+        config = from_dict(cls, values, where=where)
+        if options:
+            config.method_options = from_dict(config.method_class.config_class, options,
+                                              where=f"method {config.method}")
+        return config
