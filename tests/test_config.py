@@ -1,0 +1,84 @@
+"""Configs check types when they are built: a YAML recipe with a wrong value is one clear error
+naming the field, never a TypeError from deep inside a dataclass."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from medpeft.cli import build_parser, main
+from medpeft.config import coerce
+from medpeft.runtime import RunConfig, TrainConfig
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"train": {"epochs": "many"}}, r"train\.epochs: expected a whole number, got 'many'"),
+    ({"train": {"epochs": 1.7}}, r"train\.epochs: expected a whole number, got 1\.7"),
+    ({"backbone": {"img_size": "28"}}, r"backbone\.img_size: .*got '28' \(str\).*without quotes"),
+    ({"data": 5}, r"run config\.data: expected a mapping of options, got 5"),
+    ({"train": {"keep_checkpoint": "yes"}}, r"keep_checkpoint: expected true or false"),
+    ({"backbone": {"mean": "grey"}}, r"backbone\.mean.*expected a list of a number"),
+    ({"method_options": {"rank": "eight"}}, r"method lora\.rank: expected a whole number"),
+    ({"method_options": 8}, r"method_options: expected a mapping"),
+    ({"trian": {}}, r"unknown option\(s\) \['trian'\] \(did you mean 'train'\?\)"),
+])
+def test_wrong_types_are_clear_errors(values, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig.from_dict(values)
+
+
+def test_lossless_conversions_are_accepted():
+    config = RunConfig.from_dict({"train": {"epochs": 3.0, "lr": 1, "min_lr": "1e-7"},
+                                  "backbone": {"mean": 0.5, "img_size": 32}})
+    assert config.train.epochs == 3 and isinstance(config.train.epochs, int)
+    assert config.train.lr == 1.0 and config.train.min_lr == 1e-7  # YAML 1.1 reads 1e-7 as text
+    assert config.backbone.mean == (0.5,)
+    assert coerce(None, int | None, "x") is None
+    with pytest.raises(ValueError, match="x: expected a whole number"):
+        coerce(True, int, "x")  # a bool is not a number here
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--clip-grad", "-1"], "clip_grad must be positive"),
+    (["--warmup-epochs", "-1"], "warmup_epochs cannot be negative"),
+    (["--n-bootstrap", "-5"], "n_bootstrap cannot be negative"),
+    (["--min-lr", "1", "--lr", "0.001"], "min_lr 1 is above the peak learning rate 0.001"),
+    (["--device", "tpu"], "device must be one of auto | cpu | cuda | cuda:N | mps, got 'tpu'"),
+    (["--method", "lora", "--rank", "0"], "LoRA rank must be at least 1"),
+    (["--method", "lora", "--dropout", "-0.1"], "dropout must be in"),
+    (["--method", "fft", "--rank", "4"], r"method fft: unknown option\(s\) \['rank'\]"),
+])
+def test_bad_options_fail_at_once_with_no_run_folder(flags, match, tmp_path, capsys):
+    build_parser()  # imports (torch, timm, peft) are paid once per process, not per command
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    code = main(["finetune", "--data", "synthetic-cxr", *flags, "--out", str(out)])
+    assert time.perf_counter() - started < 1.0
+    assert code == 2
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert re.search(match, " ".join(printed.out.split()))
+    assert not out.exists()
+
+
+def test_a_misspelt_method_is_refused_by_the_parser_with_a_close_match(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "--method", "lorra"])
+    assert exit_info.value.code == 2
+    assert "unknown method 'lorra'. Did you mean 'lora'?" in capsys.readouterr().err
+
+
+def test_yaml_recipe_with_a_wrong_type_exits_2(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train:\n  epochs: many\n")
+    assert main(["finetune", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert "train.epochs: expected a whole number, got 'many'" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_min_lr_check_uses_the_methods_own_default_lr():
+    # linear's default blr 4e-2 x 64/256 = 1e-2 peak: a 5e-3 floor is fine for it, not for fft (4e-3 x 64/256)
+    RunConfig(method="linear", train=TrainConfig(min_lr=5e-3))
+    with pytest.raises(ValueError, match="above the peak"):
+        RunConfig(method="fft", train=TrainConfig(min_lr=5e-3))
