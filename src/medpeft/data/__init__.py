@@ -15,7 +15,7 @@ from .fractions import check_fraction, fraction_indices
 from .sources import SOURCES
 from .sources.base import SourceData, SplitData
 from .spec import DataSpec, parse_spec, resolve_data_root
-from .verify import Verify, verify_split
+from .verify import Verify, effective_level, verify_split
 
 __all__ = ["load_dataset", "DataError", "DatasetInfo", "DataSplits", "MedicalDataset",
            "parse_spec", "positives_per_label", "SOURCES"]
@@ -30,9 +30,12 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     ``train_10.txt``) that subset is used; otherwise a nested, stratified, seeded subset is
     drawn (:mod:`medpeft.data.fractions`). Validation and test are never subsampled.
     ``verify`` checks image files up front: ``exists`` (default), ``decode`` (reads every
-    image) or ``none``.
+    image) or ``none``. ``skip_bad`` leaves out bad list lines and bad images with one
+    warning, and turns ``exists`` into ``decode``: a corrupt image is only found by decoding
+    it, and must be left out before training starts (``none`` still checks no files).
     """
     fraction = check_fraction(fraction)
+    verify = effective_level(verify, skip_bad)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     source_class = SOURCES.get(spec.scheme)
     root = resolve_data_root(data_root, source_class.default_root)

@@ -97,14 +97,28 @@ class ArrayImages:
         return ArrayImages(self.array[np.asarray(indices, dtype=np.int64)], self.origin)
 
 
-class FileImages:
-    """Image files decoded on access; ``origins[i]`` says which list file and line named it."""
+#: what to do about an image that fails to decode during training, by whether it decoded at load
+_ADVICE = {
+    False: ("fix or remove the file, or pass --skip-bad (skip_bad=True): it decodes every image "
+            "when the dataset is loaded and leaves out, with a warning, those that fail"),
+    True: ("it decoded when the dataset was loaded, so the file has changed since; restore it, "
+           "or load the dataset again"),
+}
 
-    def __init__(self, paths: Sequence, origins: Sequence[str]):
+
+class FileImages:
+    """Image files decoded on access; ``origins[i]`` says which list file and line named it.
+
+    ``decoded`` records that every file decoded once when the dataset was loaded (``verify=
+    "decode"``, implied by ``skip_bad``), which changes the advice a later failure gives.
+    """
+
+    def __init__(self, paths: Sequence, origins: Sequence[str], decoded: bool = False):
         if len(paths) != len(origins):
             raise ValueError("one origin per path")
         self.paths = list(paths)
         self.origins = list(origins)
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -115,14 +129,15 @@ class FileImages:
         try:
             return read_image(self.paths[index])
         except DataError as err:
-            raise DataError(f"{err} (listed at {self.origins[index]}); fix or remove the file, "
-                            "or pass --skip-bad to leave such items out with a warning") from None
+            raise DataError(f"{err} (listed at {self.origins[index]}); "
+                            f"{_ADVICE[self.decoded]}") from None
 
     def describe(self, index: int) -> str:
         return f"{self.paths[index]} (listed at {self.origins[index]})"
 
     def subset(self, indices: Sequence[int]) -> "FileImages":
-        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices])
+        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices],
+                          self.decoded)
 
 
 class MedicalDataset(Dataset):

@@ -23,6 +23,12 @@ class SplitData:
     labels: np.ndarray  # (N, L) int, see medpeft.data.base
     origin: str  # the file (or generator) it came from, for messages
 
+    def subset(self, indices, images: ImageStore | None = None) -> "SplitData":
+        """Items ``indices``, everything kept aligned (``images`` if already subset)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        images = self.images.subset(indices) if images is None else images
+        return SplitData(images, np.asarray(self.labels)[indices], self.origin)
+
 
 @dataclass
 class SourceData:
