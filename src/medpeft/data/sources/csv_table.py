@@ -7,7 +7,7 @@ Options:
     path=<column>      image path, relative to ``root`` (default: the first of path, image,
                        filename, file, image_id that the header has, any case)
     label=<column>     one class column; values are class names (sorted alphabetically) or
-                       integers (sorted numerically); default: a column named ``label``
+                       numbers; default: a column named ``label``
     labels=<a,b,...>   several 0/1 columns, one finding each (multilabel)
     task=<task>        binary | multiclass | multilabel; default inferred: ``labels=`` ->
                        multilabel, a ``label=`` column with two classes -> binary (the second
@@ -19,6 +19,12 @@ Options:
     root=<dir>         folder the paths are relative to (default: the CSV's folder)
     ext=<.jpg>         appended to path values that have no extension (HAM10000's image_id)
 
+Numbers are read as numbers: when every value of a class column parses as a finite number and
+all are whole, the classes are those integers, sorted (``1``, ``1.0`` and ``01`` are one class,
+named ``1``); a column mixing numbers and names, or holding non-whole numbers, is an error
+naming the column and the offending values with their lines. A multilabel cell is any number
+equal to 0 or 1 (``1``, ``1.0``).
+
 Rows with a missing value, an unknown split or a multilabel value other than 0/1 are errors
 naming ``file:line`` (or skipped and listed in one warning under ``skip_bad``); a missing
 column is an error listing the columns the file has. Read with the stdlib ``csv`` module.
@@ -26,6 +32,7 @@ column is an error listing the columns the file has. Read with the stdlib ``csv`
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +48,6 @@ from .folder import SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
 
 PATH_COLUMNS = ("path", "image", "filename", "file", "image_id")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-MULTILABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 OPTIONS = {"path": str, "label": str, "labels": str, "task": str, "split": str, "root": str,
            "ext": str, **SPLIT_OPTIONS}
 
@@ -154,7 +160,7 @@ class CsvSource(DataSource):
             raise ValueError(f"{self.spec.text}: labels= gives 0/1 findings (multilabel); for a "
                              f"{task} task name one class column with label=")
         names = tuple(columns.names[i] for i in columns.labels)
-        labels = np.array([[MULTILABEL_VALUES[v] for v in row] for row in rows.values], np.int64)
+        labels = np.array([[_zero_one(v) for v in row] for row in rows.values], np.int64)
         return "multilabel", names, labels
 
     def _single_label(self, task: str | None, columns: _Columns, rows: _Rows, file: Path):
@@ -163,7 +169,7 @@ class CsvSource(DataSource):
                              "(0/1 columns)")
         column = columns.names[columns.labels[0]]
         values = [row[0] for row in rows.values]
-        names, index = _classes(values)
+        names, index = _classes(values, rows.origins, column, file)
         if len(names) < 2:
             raise DataError(f"{file}: column {column!r} has only the class {list(names)}; "
                             "a classifier needs at least two")
@@ -232,7 +238,7 @@ def _row_problem(record: list[str], columns: _Columns, multilabel: bool) -> str 
             return f"missing value in column {columns.names[i]!r}"
     if multilabel:
         for i in columns.labels:
-            if record[i].strip() not in MULTILABEL_VALUES:
+            if _zero_one(record[i].strip()) is None:
                 return f"column {columns.names[i]!r} must be 0 or 1, found {record[i].strip()!r}"
     if columns.split is not None and record[columns.split].strip().lower() not in SPLIT_VALUES:
         return (f"unknown split {record[columns.split].strip()!r} in column "
@@ -240,18 +246,65 @@ def _row_problem(record: list[str], columns: _Columns, multilabel: bool) -> str 
     return None
 
 
-def _classes(values: list[str]) -> tuple[tuple[str, ...], dict[str, int]]:
-    """Class names and each value's index: integers sorted numerically (``"01"`` is class 1)
-    when every value is one, else the values sorted alphabetically."""
-    unique = set(values)
+def _number(value: str) -> float | None:
+    """The value as a finite number, else None (so ``nan`` and ``inf`` count as names)."""
     try:
-        numbers = {value: int(value) for value in unique}
+        number = float(value)
     except ValueError:
-        names = tuple(sorted(unique))
-        return names, {name: i for i, name in enumerate(names)}
-    ordered = sorted(set(numbers.values()))
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _zero_one(value: str) -> int | None:
+    """A multilabel cell: 0 or 1 for any number equal to them (``1``, ``1.0``), else None."""
+    number = _number(value)
+    return int(number) if number in (0.0, 1.0) else None
+
+
+def _classes(values: list[str], origins: list[str], column: str,
+             file: Path) -> tuple[tuple[str, ...], dict[str, int]]:
+    """Class names and each value's index.
+
+    All values numbers and whole: the integers, sorted numerically and named by their integer
+    (``"1"``, ``"1.0"``, ``"01"`` are class ``1``). All names: sorted alphabetically. A mix, or
+    numbers with a fraction, is an error naming the values and where they are.
+    """
+    numbers = {value: _number(value) for value in set(values)}
+    named = sorted(value for value, number in numbers.items() if number is None)
+    if named and len(named) < len(numbers):
+        raise _mixed_column(values, origins, numbers, column, file)
+    if named:
+        return tuple(named), {name: i for i, name in enumerate(named)}
+    fractional = sorted((v for v, n in numbers.items() if not n.is_integer()), key=numbers.get)
+    if fractional:
+        raise DataError(f"{file}: column {column!r} holds numbers that are not whole: "
+                        f"{_where(fractional, values, origins)}; class labels must be whole "
+                        "numbers or names: correct these values, or name another column")
+    ordered = sorted({int(n) for n in numbers.values()})
     rank = {number: i for i, number in enumerate(ordered)}
-    return tuple(str(n) for n in ordered), {value: rank[n] for value, n in numbers.items()}
+    return tuple(str(n) for n in ordered), {v: rank[int(n)] for v, n in numbers.items()}
+
+
+def _mixed_column(values, origins, numbers: dict, column: str, file: Path) -> DataError:
+    """A class column with numbers and names: the rarer kind is shown as the offending one."""
+    is_name = [numbers[value] is None for value in values]
+    odd_names = sum(is_name) <= len(values) - sum(is_name)
+    odd = sorted({v for v, name in zip(values, is_name) if name == odd_names})
+    usual = sorted({v for v, name in zip(values, is_name) if name != odd_names})
+    kinds = ("names", "numbers") if odd_names else ("numbers", "names")
+    return DataError(f"{file}: column {column!r} mixes numbers and names: {kinds[0]} "
+                     f"{_where(odd, values, origins)} among {kinds[1]} "
+                     f"{', '.join(map(repr, usual[:5]))}{' ...' if len(usual) > 5 else ''}; "
+                     "a class column holds either names or numbers: correct those rows")
+
+
+def _where(shown: list[str], values: list[str], origins: list[str], limit: int = 5) -> str:
+    """``'x' at file:line`` for the first row of each value, at most ``limit`` of them."""
+    first = {}
+    for value, origin in zip(values, origins):
+        first.setdefault(value, origin)
+    text = ", ".join(f"{value!r} at {first[value]}" for value in shown[:limit])
+    return text + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
 
 
 def _strata(labels: np.ndarray, task: str) -> np.ndarray:
