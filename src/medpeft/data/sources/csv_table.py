@@ -16,6 +16,8 @@ Options:
                        ``split`` if there is one, else a seeded stratified split by
                        ``val=0.1&test=0.2&seed=0`` (as ``folder:``; multilabel rows are
                        stratified by their rarest positive finding)
+    group=<column>     patient (or lesion) id: the automatic split keeps each group's rows in
+                       one split (:mod:`medpeft.data.sources.group_split`)
     root=<dir>         folder the paths are relative to (default: the CSV's folder)
     ext=<.jpg>         appended to path values that have no extension (HAM10000's image_id)
 
@@ -45,11 +47,14 @@ from ..spec import take_options
 from . import SOURCES
 from .base import DataSource, SourceData, SplitData
 from .folder import SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
+from .group_split import group_split
 
 PATH_COLUMNS = ("path", "image", "filename", "file", "image_id")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 OPTIONS = {"path": str, "label": str, "labels": str, "task": str, "split": str, "root": str,
-           "ext": str, **SPLIT_OPTIONS}
+           "ext": str, "group": str, **SPLIT_OPTIONS}
+#: options that shape the automatic split, so they cannot go with a split column
+AUTOMATIC_SPLIT_OPTIONS = (*SPLIT_OPTIONS, "group")
 
 
 @dataclass
@@ -60,6 +65,7 @@ class _Columns:
     labels: list[int]
     split: int | None
     names: list[str]  # the header
+    group: int | None = None
 
 
 @dataclass
@@ -70,6 +76,7 @@ class _Rows:
     origins: list[str]
     values: list[list[str]]  # the label cells
     splits: list[str | None]
+    groups: list[str]  # the group cell, when there is a group column
 
 
 @SOURCES.register("csv")
@@ -123,10 +130,12 @@ class CsvSource(DataSource):
                             f"columns {header}")
         split = find(options["split"], "split=") if "split" in options else (
             header.index("split") if "split" in header else None)
-        if split is not None and any(key in options for key in SPLIT_OPTIONS):
+        if split is not None and any(key in options for key in AUTOMATIC_SPLIT_OPTIONS):
+            given = sorted(k for k in options if k in AUTOMATIC_SPLIT_OPTIONS)
             raise ValueError(f"{self.spec.text}: the split comes from column {header[split]!r}, "
-                             f"so {sorted(k for k in options if k in SPLIT_OPTIONS)} do not apply")
-        return _Columns(path, labels, split, header)
+                             f"so {given} do not apply")
+        group = find(options["group"], "group=") if "group" in options else None
+        return _Columns(path, labels, split, header, group)
 
     # -- rows ------------------------------------------------------------------------------
     def _rows(self, file: Path, records, columns: _Columns, options: dict, bad: BadItems) -> _Rows:
@@ -137,7 +146,7 @@ class CsvSource(DataSource):
         ext = options.get("ext", "")
         if ext and not ext.startswith("."):
             ext = "." + ext
-        rows = _Rows([], [], [], [])
+        rows = _Rows([], [], [], [], [])
         for line, record in records:
             where = f"{file}:{line}"
             problem = _row_problem(record, columns, multilabel)
@@ -152,6 +161,8 @@ class CsvSource(DataSource):
             rows.values.append([record[i].strip() for i in columns.labels])
             rows.splits.append(None if columns.split is None
                                else SPLIT_VALUES[record[columns.split].strip().lower()])
+            if columns.group is not None:
+                rows.groups.append(record[columns.group].strip())
         return rows
 
     # -- labels ----------------------------------------------------------------------------
@@ -190,7 +201,11 @@ class CsvSource(DataSource):
             note = f"{file} (split column)"
         else:
             settings = {**SPLIT_DEFAULTS, **{k: options[k] for k in SPLIT_OPTIONS if k in options}}
-            parts = stratified_split(_strata(labels, task), **settings)
+            if rows.groups:
+                parts = group_split(_strata(labels, task), np.array(rows.groups), **settings)
+                settings["group"] = options["group"]
+            else:
+                parts = stratified_split(_strata(labels, task), **settings)
             note = f"{file} ({', '.join(f'{k}={v}' for k, v in settings.items())})"
         return {name: SplitData(images.subset(index), labels[index], f"{name} of {note}")
                 for name, index in parts.items()}
@@ -231,8 +246,7 @@ def _row_problem(record: list[str], columns: _Columns, multilabel: bool) -> str 
     if len(record) != len(columns.names):
         return f"has {len(record)} fields, the header has {len(columns.names)}"
     needed = [columns.path, *columns.labels]
-    if columns.split is not None:
-        needed.append(columns.split)
+    needed += [i for i in (columns.split, columns.group) if i is not None]
     for i in needed:
         if not record[i].strip():
             return f"missing value in column {columns.names[i]!r}"
