@@ -59,23 +59,28 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
 
     info = DatasetInfo(name=data.name, task=data.task, label_names=tuple(data.label_names),
                        split_sizes={s: len(splits[s].labels) for s in SPLITS if s in splits},
-                       channels=data.channels, image_size=data.image_size)
+                       channels=data.channels, image_size=data.image_size, subgroup=data.subgroup)
     for split in [*splits.values(), *([fixed] if fixed is not None else [])]:
         _check_labels(info, split)
 
     if fixed is not None:
-        train = MedicalDataset(fixed.images, fixed.labels, info, "train")
+        train = _dataset(fixed, info, "train")
         note = f"fixed subset {fixed.origin}"
     else:
-        train = MedicalDataset(splits["train"].images, splits["train"].labels, info, "train")
+        train = _dataset(splits["train"], info, "train")
         note = "all training labels"
         if fraction < 1.0:
             train = train.subset(fraction_indices(train.labels, info.task, fraction, fraction_seed))
             note = f"nested stratified subset, fraction seed {fraction_seed}"
-    val, test = (MedicalDataset(splits[s].images, splits[s].labels, info, s) for s in ("val", "test"))
+    val, test = (_dataset(splits[s], info, s) for s in ("val", "test"))
     return DataSplits(info, train, val, test, fraction, note,
                       full_train_size=info.split_sizes.get("train", 0),
                       skipped=list(data.skipped) + bad.items)
+
+
+def _dataset(split: SplitData, info: DatasetInfo, name: str) -> MedicalDataset:
+    assert (split.subgroups is None) == (info.subgroup is None), f"{split.origin}: subgroups"
+    return MedicalDataset(split.images, split.labels, info, name, subgroups=split.subgroups)
 
 
 def _fixed_subset(subsets: dict[float, SplitData], fraction: float) -> SplitData | None:

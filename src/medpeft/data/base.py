@@ -7,6 +7,11 @@ Labels are stored as an integer array of shape ``(N, L)``:
 - ``binary``:     L = 1, values 0/1; ``label_names`` holds the two class names (negative first),
 - ``multiclass``: L = 1, the class index; ``label_names`` holds the C class names,
 - ``multilabel``: L = number of findings, values 0/1; ``label_names`` names each column.
+
+Subgroups (``csv:...?subgroup=<column>``, e.g. sex or Fitzpatrick skin type) are one string
+per item, ``MedicalDataset.subgroups``, kept aligned with the items through ``subset()`` and
+the training fractions; ``DatasetInfo.subgroup`` names the column. They are for evaluation per
+subgroup and never reach the model.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ class DatasetInfo:
     split_sizes: Mapping[str, int]
     channels: int
     image_size: tuple[int, int] | None = None  # native (H, W) when all images share one
+    subgroup: str | None = None  # what MedicalDataset.subgroups holds (a column name), if any
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -142,18 +148,29 @@ class FileImages:
 
 class MedicalDataset(Dataset):
     """``(image tensor, label)`` pairs of one split; ``label`` is a float vector of length
-    ``info.num_outputs`` for binary/multilabel tasks and an int64 class index for multiclass."""
+    ``info.num_outputs`` for binary/multilabel tasks and an int64 class index for multiclass.
+
+    ``subgroups``: None, or a string array of shape (N,) with item i's subgroup value
+    (``""`` where the table had none); ``info.subgroup`` says what it is.
+    """
 
     def __init__(self, images: ImageStore, labels: np.ndarray, info: DatasetInfo, split: str,
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None):
+                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+                 subgroups: Sequence[str] | np.ndarray | None = None):
         labels = np.asarray(labels)
         if labels.ndim != 2 or len(labels) != len(images):
             raise ValueError(f"labels must be (N, L) with N = {len(images)} images, got {labels.shape}")
+        if subgroups is not None:
+            subgroups = np.asarray(subgroups, dtype=str)
+            if subgroups.shape != (len(images),):
+                raise ValueError(f"subgroups must be (N,) with N = {len(images)} images, "
+                                 f"got {subgroups.shape}")
         self.images = images
         self.labels = labels.astype(np.int64)
         self.info = info
         self.split = split
         self.transform = transform
+        self.subgroups = subgroups
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -173,11 +190,13 @@ class MedicalDataset(Dataset):
 
     def subset(self, indices: Sequence[int]) -> "MedicalDataset":
         indices = np.asarray(indices, dtype=np.int64)
+        subgroups = None if self.subgroups is None else self.subgroups[indices]
         return MedicalDataset(self.images.subset(indices), self.labels[indices], self.info,
-                              self.split, self.transform)
+                              self.split, self.transform, subgroups)
 
     def with_transform(self, transform) -> "MedicalDataset":
-        return MedicalDataset(self.images, self.labels, self.info, self.split, transform)
+        return MedicalDataset(self.images, self.labels, self.info, self.split, transform,
+                              self.subgroups)
 
 
 @dataclass

@@ -18,6 +18,8 @@ Options:
                        stratified by their rarest positive finding)
     group=<column>     patient (or lesion) id: the automatic split keeps each group's rows in
                        one split (:mod:`medpeft.data.sources.group_split`)
+    subgroup=<column>  a per-image attribute kept for evaluation per subgroup (sex, skin type):
+                       ``MedicalDataset.subgroups``; an empty cell is the subgroup ``""``
     root=<dir>         folder the paths are relative to (default: the CSV's folder)
     ext=<.jpg>         appended to path values that have no extension (HAM10000's image_id)
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,7 @@ from .group_split import group_split
 PATH_COLUMNS = ("path", "image", "filename", "file", "image_id")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 OPTIONS = {"path": str, "label": str, "labels": str, "task": str, "split": str, "root": str,
-           "ext": str, "group": str, **SPLIT_OPTIONS}
+           "ext": str, "group": str, "subgroup": str, **SPLIT_OPTIONS}
 #: options that shape the automatic split, so they cannot go with a split column
 AUTOMATIC_SPLIT_OPTIONS = (*SPLIT_OPTIONS, "group")
 
@@ -66,6 +68,7 @@ class _Columns:
     split: int | None
     names: list[str]  # the header
     group: int | None = None
+    subgroup: int | None = None
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _Rows:
     values: list[list[str]]  # the label cells
     splits: list[str | None]
     groups: list[str]  # the group cell, when there is a group column
+    subgroups: list[str]  # the subgroup cell, when there is a subgroup column
 
 
 @SOURCES.register("csv")
@@ -105,7 +109,7 @@ class CsvSource(DataSource):
         splits = self._splits(file, rows, labels, task, options)
         return SourceData(name=f"csv:{file.stem}", task=task, label_names=names,
                           channels=probe_channels(rows.paths), splits=splits,
-                          skipped=list(bad.items))
+                          skipped=list(bad.items), subgroup=options.get("subgroup"))
 
     # -- columns ---------------------------------------------------------------------------
     def _columns(self, options: dict, header: list[str], file: Path) -> _Columns:
@@ -135,7 +139,8 @@ class CsvSource(DataSource):
             raise ValueError(f"{self.spec.text}: the split comes from column {header[split]!r}, "
                              f"so {given} do not apply")
         group = find(options["group"], "group=") if "group" in options else None
-        return _Columns(path, labels, split, header, group)
+        subgroup = find(options["subgroup"], "subgroup=") if "subgroup" in options else None
+        return _Columns(path, labels, split, header, group, subgroup)
 
     # -- rows ------------------------------------------------------------------------------
     def _rows(self, file: Path, records, columns: _Columns, options: dict, bad: BadItems) -> _Rows:
@@ -146,7 +151,7 @@ class CsvSource(DataSource):
         ext = options.get("ext", "")
         if ext and not ext.startswith("."):
             ext = "." + ext
-        rows = _Rows([], [], [], [], [])
+        rows = _Rows([], [], [], [], [], [])
         for line, record in records:
             where = f"{file}:{line}"
             problem = _row_problem(record, columns, multilabel)
@@ -163,6 +168,8 @@ class CsvSource(DataSource):
                                else SPLIT_VALUES[record[columns.split].strip().lower()])
             if columns.group is not None:
                 rows.groups.append(record[columns.group].strip())
+            if columns.subgroup is not None:
+                rows.subgroups.append(record[columns.subgroup].strip())
         return rows
 
     # -- labels ----------------------------------------------------------------------------
@@ -194,6 +201,7 @@ class CsvSource(DataSource):
     def _splits(self, file: Path, rows: _Rows, labels: np.ndarray, task: str,
                 options: dict) -> dict[str, SplitData]:
         images = FileImages(rows.paths, rows.origins)
+        subgroups = np.array(rows.subgroups, dtype=str) if "subgroup" in options else None
         if rows.splits[0] is not None:
             given = np.array(rows.splits)
             parts = {name: np.flatnonzero(given == name) for name in ("train", "val", "test")}
@@ -207,7 +215,8 @@ class CsvSource(DataSource):
             else:
                 parts = stratified_split(_strata(labels, task), **settings)
             note = f"{file} ({', '.join(f'{k}={v}' for k, v in settings.items())})"
-        return {name: SplitData(images.subset(index), labels[index], f"{name} of {note}")
+        whole = SplitData(images, labels, str(file), subgroups)
+        return {name: replace(whole.subset(index), origin=f"{name} of {note}")
                 for name, index in parts.items()}
 
 
