@@ -75,7 +75,7 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     val, test = (_dataset(splits[s], info, s) for s in ("val", "test"))
     return DataSplits(info, train, val, test, fraction, note,
                       full_train_size=info.split_sizes.get("train", 0),
-                      skipped=list(data.skipped) + bad.items)
+                      skipped=list(data.skipped) + bad.items, notes=list(data.notes))
 
 
 def _dataset(split: SplitData, info: DatasetInfo, name: str) -> MedicalDataset:

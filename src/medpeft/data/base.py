@@ -211,6 +211,7 @@ class DataSplits:
     subset_note: str = "all training labels"
     full_train_size: int = 0
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. rows dropped by drop=, files excluded
 
     def split(self, name: str) -> MedicalDataset:
         if name not in SPLITS:
@@ -220,7 +221,7 @@ class DataSplits:
     def with_transforms(self, train, evaluation) -> "DataSplits":
         return DataSplits(self.info, self.train.with_transform(train), self.val.with_transform(evaluation),
                           self.test.with_transform(evaluation), self.fraction, self.subset_note,
-                          self.full_train_size, self.skipped)
+                          self.full_train_size, self.skipped, self.notes)
 
 
 class BadItems:

@@ -25,6 +25,8 @@ def describe(splits: DataSplits) -> str:
     if info.subgroup is not None:
         values = len(set().union(*(subgroup_counts(d) for d in (splits.train, splits.val, splits.test))))
         head += f"\nsubgroups: {info.subgroup} ({values} values, counts below)"
+    for note in splits.notes:
+        head += f"\n{note}"
     if splits.skipped:
         head += f"\nskipped {len(splits.skipped)} bad item(s) (--skip-bad)"
     return head

@@ -44,6 +44,7 @@ class SourceData:
     skipped: list[str] = field(default_factory=list)  # bad items left out under --skip-bad
     expected_files: dict[str, str] = field(default_factory=dict)  # split -> file it would come from
     subgroup: str | None = None  # what every split's ``subgroups`` holds (a column name)
+    notes: list[str] = field(default_factory=list)  # what was left out on purpose, for the summary
 
 
 class DataSource(ABC):

@@ -1,7 +1,9 @@
 """A CSV table of image paths and labels (HAM10000's metadata, Kaggle-style label files, ...).
 
 Spec: ``csv:<file>?<options>``, for example
-``csv:/data/HAM10000_metadata.csv?path=image_id&label=dx&ext=.jpg&root=/data/images``.
+``csv:/data/HAM10000_metadata.csv?path=image_id&label=dx&ext=.jpg&root=/data/images``, or
+``csv:<dataset folder>?preset=<name>`` for a dataset in its own layout
+(:mod:`medpeft.data.sources.dataset_presets`: ham10000, fitzpatrick17k, smdg).
 
 Options:
     path=<column>      image path, relative to ``root`` (default: the first of path, image,
@@ -20,8 +22,15 @@ Options:
                        one split (:mod:`medpeft.data.sources.group_split`)
     subgroup=<column>  a per-image attribute kept for evaluation per subgroup (sex, skin type):
                        ``MedicalDataset.subgroups``; an empty cell is the subgroup ``""``
-    root=<dir>         folder the paths are relative to (default: the CSV's folder)
-    ext=<.jpg>         appended to path values that have no extension (HAM10000's image_id)
+    root=<dir>         folder the paths are relative to (default: the CSV's folder); several
+                       folders separated by ``os.pathsep`` (``:`` on Linux) are searched in turn
+    ext=<.jpg>         appended to path values that do not end in an image extension
+                       (HAM10000's image_id)
+    drop=<v1,v2>       rows whose class (``label=``) is one of these values are left out, as
+                       numbers when both are numbers (``-1`` drops ``-1.0``); listed in notes
+    names=<a,b,...>    names for the classes, in their sorted order (negative first if binary)
+    preset=<name>      defaults for all of the above from a known dataset layout; options given
+                       in the spec win
 
 Numbers are read as numbers: when every value of a class column parses as a finite number and
 all are whole, the classes are those integers, sorted (``1``, ``1.0`` and ``01`` are one class,
@@ -44,17 +53,20 @@ from pathlib import Path
 import numpy as np
 
 from ..base import TASKS, BadItems, DataError, FileImages
-from ..decode import probe_channels
+from ..decode import DICOM_SUFFIXES, probe_channels
 from ..spec import take_options
 from . import SOURCES
 from .base import DataSource, SourceData, SplitData
-from .folder import SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
+from .dataset_presets import CSV_PRESETS, CsvPreset
+from .folder import IMAGE_EXTENSIONS, SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
 from .group_split import group_split
 
 PATH_COLUMNS = ("path", "image", "filename", "file", "image_id")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 OPTIONS = {"path": str, "label": str, "labels": str, "task": str, "split": str, "root": str,
-           "ext": str, "group": str, "subgroup": str, **SPLIT_OPTIONS}
+           "ext": str, "group": str, "subgroup": str, "drop": str, "names": str, "preset": str,
+           **SPLIT_OPTIONS}
+IMAGE_SUFFIXES = frozenset((*IMAGE_EXTENSIONS, *DICOM_SUFFIXES, ".gif", ".webp"))
 #: options that shape the automatic split, so they cannot go with a split column
 AUTOMATIC_SPLIT_OPTIONS = (*SPLIT_OPTIONS, "group")
 
@@ -92,13 +104,15 @@ class CsvSource(DataSource):
         if options.get("task") not in (None, *TASKS):
             raise ValueError(f"{self.spec.text}: task must be one of {TASKS}, "
                              f"got {options['task']!r}")
-        file = Path(self.spec.target).expanduser()
-        if not self.spec.target or not file.is_file():
-            raise DataError(f"{self.spec.text}: CSV file {str(file)!r} not found")
+        preset = self._preset(options.get("preset"))
+        file = self._file(preset)
         header, records = read_csv(file)
+        if preset is not None:
+            options = {**preset.defaults(header), **options}
         columns = self._columns(options, header, file)
         bad = BadItems(self.skip_bad)
-        rows = self._rows(file, records, columns, options, bad)
+        roots = self._roots(options, file, preset)
+        rows, notes = self._rows(file, records, columns, options, bad, roots)
         bad.warn(self.spec.text)
         if not rows.paths:
             raise DataError(f"{file}: no usable rows")
@@ -106,10 +120,45 @@ class CsvSource(DataSource):
             task, names, labels = self._multilabel(options.get("task"), columns, rows)
         else:
             task, names, labels = self._single_label(options.get("task"), columns, rows, file)
+        names = self._renamed(names, options.get("names"), task)
         splits = self._splits(file, rows, labels, task, options)
-        return SourceData(name=f"csv:{file.stem}", task=task, label_names=names,
+        name = f"csv:{options['preset']}" if preset is not None else f"csv:{file.stem}"
+        return SourceData(name=name, task=task, label_names=names,
                           channels=probe_channels(rows.paths), splits=splits,
-                          skipped=list(bad.items), subgroup=options.get("subgroup"))
+                          skipped=list(bad.items), subgroup=options.get("subgroup"), notes=notes)
+
+    # -- files -----------------------------------------------------------------------------
+    def _preset(self, name: str | None) -> CsvPreset | None:
+        if name is None:
+            return None
+        try:
+            return CSV_PRESETS.get(name.lower())
+        except KeyError as err:
+            raise ValueError(f"{self.spec.text}: {err}") from None
+
+    def _file(self, preset: CsvPreset | None) -> Path:
+        """The table: the spec's target, or the preset's file name inside a target folder."""
+        file = Path(self.spec.target).expanduser()
+        if self.spec.target and file.is_dir():
+            if preset is None:
+                raise DataError(f"{self.spec.text}: {file} is a folder; name the CSV file, or "
+                                f"give preset=<name> ({', '.join(CSV_PRESETS.names())})")
+            file = file / preset.file
+        if not self.spec.target or not file.is_file():
+            expected = f" (the {preset.file!r} of the preset)" if preset is not None else ""
+            raise DataError(f"{self.spec.text}: CSV file {str(file)!r}{expected} not found")
+        return file
+
+    def _roots(self, options: dict, file: Path, preset: CsvPreset | None) -> list[Path]:
+        """Image folders, searched in turn: root=, else the preset's that exist, else the CSV's."""
+        if options.get("root"):
+            roots = [Path(part).expanduser() for part in options["root"].split(os.pathsep) if part]
+            missing = [str(root) for root in roots if not root.is_dir()]
+            if missing:
+                raise DataError(f"{self.spec.text}: image folder(s) {missing} (root=) not found")
+            return roots
+        folders = [file.parent / name for name in (preset.image_folders if preset else ())]
+        return [folder for folder in folders if folder.is_dir()] or [file.parent]
 
     # -- columns ---------------------------------------------------------------------------
     def _columns(self, options: dict, header: list[str], file: Path) -> _Columns:
@@ -134,23 +183,23 @@ class CsvSource(DataSource):
                             f"columns {header}")
         split = find(options["split"], "split=") if "split" in options else (
             header.index("split") if "split" in header else None)
-        if split is not None and any(key in options for key in AUTOMATIC_SPLIT_OPTIONS):
-            given = sorted(k for k in options if k in AUTOMATIC_SPLIT_OPTIONS)
+        given = sorted(key for key in self.spec.options if key in AUTOMATIC_SPLIT_OPTIONS)
+        if split is not None and given:  # (a preset's group= just gives way to a split column)
             raise ValueError(f"{self.spec.text}: the split comes from column {header[split]!r}, "
                              f"so {given} do not apply")
-        group = find(options["group"], "group=") if "group" in options else None
+        group = find(options["group"], "group=") if "group" in options and split is None else None
         subgroup = find(options["subgroup"], "subgroup=") if "subgroup" in options else None
         return _Columns(path, labels, split, header, group, subgroup)
 
     # -- rows ------------------------------------------------------------------------------
-    def _rows(self, file: Path, records, columns: _Columns, options: dict, bad: BadItems) -> _Rows:
-        root = Path(options.get("root") or file.parent).expanduser()
-        if not root.is_dir():
-            raise DataError(f"{self.spec.text}: image folder {root} (root=) not found")
-        prefix, multilabel = os.path.join(str(root), ""), "labels" in options
+    def _rows(self, file: Path, records, columns: _Columns, options: dict, bad: BadItems,
+              roots: list[Path]) -> tuple[_Rows, list[str]]:
+        """The good rows, and notes on rows left out on purpose (drop=)."""
+        multilabel = "labels" in options
         ext = options.get("ext", "")
         if ext and not ext.startswith("."):
             ext = "." + ext
+        drop = _Drop(options.get("drop", ""), columns, multilabel, self.spec.text)
         rows = _Rows([], [], [], [], [], [])
         for line, record in records:
             where = f"{file}:{line}"
@@ -158,10 +207,12 @@ class CsvSource(DataSource):
             if problem is not None:
                 bad.report(where, problem)
                 continue
+            if drop.matches(record):
+                continue
             relative = record[columns.path].strip()
-            if ext and not Path(relative).suffix:
+            if ext and Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
                 relative += ext
-            rows.paths.append(relative if os.path.isabs(relative) else prefix + relative)
+            rows.paths.append(_locate(relative, roots))
             rows.origins.append(where)
             rows.values.append([record[i].strip() for i in columns.labels])
             rows.splits.append(None if columns.split is None
@@ -170,7 +221,7 @@ class CsvSource(DataSource):
                 rows.groups.append(record[columns.group].strip())
             if columns.subgroup is not None:
                 rows.subgroups.append(record[columns.subgroup].strip())
-        return rows
+        return rows, drop.notes(file)
 
     # -- labels ----------------------------------------------------------------------------
     def _multilabel(self, task: str | None, columns: _Columns, rows: _Rows):
@@ -197,6 +248,16 @@ class CsvSource(DataSource):
         task = task or ("binary" if len(names) == 2 else "multiclass")
         return task, names, np.array([index[v] for v in values], np.int64).reshape(-1, 1)
 
+    def _renamed(self, names: tuple[str, ...], given: str | None, task: str) -> tuple[str, ...]:
+        if not given:
+            return names
+        new = tuple(name.strip() for name in given.split(","))
+        if len(new) != len(names) or not all(new):
+            order = "negative first, " if task == "binary" else ""
+            raise DataError(f"{self.spec.text}: names= must name the {len(names)} classes in "
+                            f"their sorted order ({order}{', '.join(names)}), got {list(new)}")
+        return new
+
     # -- splits ----------------------------------------------------------------------------
     def _splits(self, file: Path, rows: _Rows, labels: np.ndarray, task: str,
                 options: dict) -> dict[str, SplitData]:
@@ -218,6 +279,50 @@ class CsvSource(DataSource):
         whole = SplitData(images, labels, str(file), subgroups)
         return {name: replace(whole.subset(index), origin=f"{name} of {note}")
                 for name, index in parts.items()}
+
+
+def _locate(relative: str, roots: list[Path]) -> str:
+    """The image's path: under the first root that has it (the first root if none has it, so
+    the file check reports it missing), or the path itself when it is absolute."""
+    if os.path.isabs(relative):
+        return relative
+    if len(roots) > 1:
+        for root in roots:
+            candidate = os.path.join(root, relative)
+            if os.path.exists(candidate):
+                return candidate
+    return os.path.join(roots[0], relative)
+
+
+class _Drop:
+    """``drop=``: rows whose class value is one of the given values (numbers as numbers)."""
+
+    def __init__(self, given: str, columns: _Columns, multilabel: bool, spec_text: str):
+        self.values = [value.strip() for value in given.split(",") if value.strip()]
+        if self.values and multilabel:
+            raise ValueError(f"{spec_text}: drop= leaves out rows by their class (label=); it "
+                             "does not apply to 0/1 finding columns (labels=)")
+        self.keys = {_value_key(value) for value in self.values}
+        self.column = columns.labels[0]
+        self.name = columns.names[self.column]
+        self.count = 0
+
+    def matches(self, record: list[str]) -> bool:
+        hit = bool(self.keys) and _value_key(record[self.column].strip()) in self.keys
+        self.count += hit
+        return hit
+
+    def notes(self, file: Path) -> list[str]:
+        if not self.count:
+            return []
+        return [f"dropped {self.count} row(s) of {file.name} with {self.name} in "
+                f"{{{', '.join(self.values)}}} (drop=)"]
+
+
+def _value_key(value: str):
+    """What drop= compares: the number for numbers (so -1 matches -1.0), else the text."""
+    number = _number(value)
+    return value if number is None else number
 
 
 def _path_column(header: list[str], file: Path) -> int:
