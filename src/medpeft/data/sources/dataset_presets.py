@@ -16,7 +16,8 @@ What each preset assumes about the files, and where that comes from:
   Kaggle copy) with columns ``lesion_id, image_id, dx, ...``; images ``<image_id>.jpg`` in
   ``HAM10000_images_part_1/`` and ``HAM10000_images_part_2/`` next to it (the two zip files of
   the release; lower-case copies of the Kaggle mirror are also looked in). Class ``dx`` (7
-  classes); split grouped by ``lesion_id``, since a lesion has up to 6 images.
+  classes); split grouped by ``lesion_id``, since a lesion often has several images
+  (a table with its own ``split`` column keeps that split instead).
 * ``fitzpatrick17k`` -- ``fitzpatrick17k.csv`` of github.com/mattgroh/fitzpatrick17k with
   ``md5hash, fitzpatrick_scale (older releases: fitzpatrick), label, nine_partition_label,
   three_partition_label, ...``; the images are not distributed (they are downloaded from the
