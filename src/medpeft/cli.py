@@ -224,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                required=True)
     info = data.add_parser("info", help="sizes, task, labels and positives per split")
     _add_data_arguments(info)
-    info.add_argument("--verify", choices=("none", "exists", "decode"), default="none",
-                      help="check image files: none (default, labels only), exists, or decode every image")
+    info.add_argument("--verify", choices=("none", "exists", "decode"), default="exists",
+                      help="check image files: none (labels only), exists (default), or decode every image "
+                           "(--skip-bad decodes every image, as training does)")
     _format_flag(info)
     info.set_defaults(func=cmd_data_info)
 

@@ -15,7 +15,7 @@ from .fractions import check_fraction, fraction_indices
 from .sources import SOURCES
 from .sources.base import SourceData, SplitData
 from .spec import DataSpec, parse_spec, resolve_data_root
-from .verify import Verify, verify_split
+from .verify import Verify, effective_level, verify_split
 
 __all__ = ["load_dataset", "DataError", "DatasetInfo", "DataSplits", "MedicalDataset",
            "parse_spec", "positives_per_label", "SOURCES"]
@@ -30,9 +30,12 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     ``train_10.txt``) that subset is used; otherwise a nested, stratified, seeded subset is
     drawn (:mod:`medpeft.data.fractions`). Validation and test are never subsampled.
     ``verify`` checks image files up front: ``exists`` (default), ``decode`` (reads every
-    image) or ``none``.
+    image) or ``none``. ``skip_bad`` leaves out bad list lines and bad images with one
+    warning, and turns ``exists`` into ``decode``: a corrupt image is only found by decoding
+    it, and must be left out before training starts (``none`` still checks no files).
     """
     fraction = check_fraction(fraction)
+    verify = effective_level(verify, skip_bad)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     source_class = SOURCES.get(spec.scheme)
     root = resolve_data_root(data_root, source_class.default_root)
@@ -56,23 +59,28 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
 
     info = DatasetInfo(name=data.name, task=data.task, label_names=tuple(data.label_names),
                        split_sizes={s: len(splits[s].labels) for s in SPLITS if s in splits},
-                       channels=data.channels, image_size=data.image_size)
+                       channels=data.channels, image_size=data.image_size, subgroup=data.subgroup)
     for split in [*splits.values(), *([fixed] if fixed is not None else [])]:
         _check_labels(info, split)
 
     if fixed is not None:
-        train = MedicalDataset(fixed.images, fixed.labels, info, "train")
+        train = _dataset(fixed, info, "train")
         note = f"fixed subset {fixed.origin}"
     else:
-        train = MedicalDataset(splits["train"].images, splits["train"].labels, info, "train")
+        train = _dataset(splits["train"], info, "train")
         note = "all training labels"
         if fraction < 1.0:
             train = train.subset(fraction_indices(train.labels, info.task, fraction, fraction_seed))
             note = f"nested stratified subset, fraction seed {fraction_seed}"
-    val, test = (MedicalDataset(splits[s].images, splits[s].labels, info, s) for s in ("val", "test"))
+    val, test = (_dataset(splits[s], info, s) for s in ("val", "test"))
     return DataSplits(info, train, val, test, fraction, note,
                       full_train_size=info.split_sizes.get("train", 0),
-                      skipped=list(data.skipped) + bad.items)
+                      skipped=list(data.skipped) + bad.items, notes=list(data.notes))
+
+
+def _dataset(split: SplitData, info: DatasetInfo, name: str) -> MedicalDataset:
+    assert (split.subgroups is None) == (info.subgroup is None), f"{split.origin}: subgroups"
+    return MedicalDataset(split.images, split.labels, info, name, subgroups=split.subgroups)
 
 
 def _fixed_subset(subsets: dict[float, SplitData], fraction: float) -> SplitData | None:

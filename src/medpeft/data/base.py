@@ -7,6 +7,11 @@ Labels are stored as an integer array of shape ``(N, L)``:
 - ``binary``:     L = 1, values 0/1; ``label_names`` holds the two class names (negative first),
 - ``multiclass``: L = 1, the class index; ``label_names`` holds the C class names,
 - ``multilabel``: L = number of findings, values 0/1; ``label_names`` names each column.
+
+Subgroups (``csv:...?subgroup=<column>``, e.g. sex or Fitzpatrick skin type) are one string
+per item, ``MedicalDataset.subgroups``, kept aligned with the items through ``subset()`` and
+the training fractions; ``DatasetInfo.subgroup`` names the column. They are for evaluation per
+subgroup and never reach the model.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ class DatasetInfo:
     split_sizes: Mapping[str, int]
     channels: int
     image_size: tuple[int, int] | None = None  # native (H, W) when all images share one
+    subgroup: str | None = None  # what MedicalDataset.subgroups holds (a column name), if any
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -97,14 +103,28 @@ class ArrayImages:
         return ArrayImages(self.array[np.asarray(indices, dtype=np.int64)], self.origin)
 
 
-class FileImages:
-    """Image files decoded on access; ``origins[i]`` says which list file and line named it."""
+#: what to do about an image that fails to decode during training, by whether it decoded at load
+_ADVICE = {
+    False: ("fix or remove the file, or pass --skip-bad (skip_bad=True): it decodes every image "
+            "when the dataset is loaded and leaves out, with a warning, those that fail"),
+    True: ("it decoded when the dataset was loaded, so the file has changed since; restore it, "
+           "or load the dataset again"),
+}
 
-    def __init__(self, paths: Sequence, origins: Sequence[str]):
+
+class FileImages:
+    """Image files decoded on access; ``origins[i]`` says which list file and line named it.
+
+    ``decoded`` records that every file decoded once when the dataset was loaded (``verify=
+    "decode"``, implied by ``skip_bad``), which changes the advice a later failure gives.
+    """
+
+    def __init__(self, paths: Sequence, origins: Sequence[str], decoded: bool = False):
         if len(paths) != len(origins):
             raise ValueError("one origin per path")
         self.paths = list(paths)
         self.origins = list(origins)
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -115,30 +135,42 @@ class FileImages:
         try:
             return read_image(self.paths[index])
         except DataError as err:
-            raise DataError(f"{err} (listed at {self.origins[index]}); fix or remove the file, "
-                            "or pass --skip-bad to leave such items out with a warning") from None
+            raise DataError(f"{err} (listed at {self.origins[index]}); "
+                            f"{_ADVICE[self.decoded]}") from None
 
     def describe(self, index: int) -> str:
         return f"{self.paths[index]} (listed at {self.origins[index]})"
 
     def subset(self, indices: Sequence[int]) -> "FileImages":
-        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices])
+        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices],
+                          self.decoded)
 
 
 class MedicalDataset(Dataset):
     """``(image tensor, label)`` pairs of one split; ``label`` is a float vector of length
-    ``info.num_outputs`` for binary/multilabel tasks and an int64 class index for multiclass."""
+    ``info.num_outputs`` for binary/multilabel tasks and an int64 class index for multiclass.
+
+    ``subgroups``: None, or a string array of shape (N,) with item i's subgroup value
+    (``""`` where the table had none); ``info.subgroup`` says what it is.
+    """
 
     def __init__(self, images: ImageStore, labels: np.ndarray, info: DatasetInfo, split: str,
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None):
+                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+                 subgroups: Sequence[str] | np.ndarray | None = None):
         labels = np.asarray(labels)
         if labels.ndim != 2 or len(labels) != len(images):
             raise ValueError(f"labels must be (N, L) with N = {len(images)} images, got {labels.shape}")
+        if subgroups is not None:
+            subgroups = np.asarray(subgroups, dtype=str)
+            if subgroups.shape != (len(images),):
+                raise ValueError(f"subgroups must be (N,) with N = {len(images)} images, "
+                                 f"got {subgroups.shape}")
         self.images = images
         self.labels = labels.astype(np.int64)
         self.info = info
         self.split = split
         self.transform = transform
+        self.subgroups = subgroups
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -158,11 +190,13 @@ class MedicalDataset(Dataset):
 
     def subset(self, indices: Sequence[int]) -> "MedicalDataset":
         indices = np.asarray(indices, dtype=np.int64)
+        subgroups = None if self.subgroups is None else self.subgroups[indices]
         return MedicalDataset(self.images.subset(indices), self.labels[indices], self.info,
-                              self.split, self.transform)
+                              self.split, self.transform, subgroups)
 
     def with_transform(self, transform) -> "MedicalDataset":
-        return MedicalDataset(self.images, self.labels, self.info, self.split, transform)
+        return MedicalDataset(self.images, self.labels, self.info, self.split, transform,
+                              self.subgroups)
 
 
 @dataclass
@@ -177,6 +211,7 @@ class DataSplits:
     subset_note: str = "all training labels"
     full_train_size: int = 0
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. rows dropped by drop=, files excluded
 
     def split(self, name: str) -> MedicalDataset:
         if name not in SPLITS:
@@ -186,7 +221,7 @@ class DataSplits:
     def with_transforms(self, train, evaluation) -> "DataSplits":
         return DataSplits(self.info, self.train.with_transform(train), self.val.with_transform(evaluation),
                           self.test.with_transform(evaluation), self.fraction, self.subset_note,
-                          self.full_train_size, self.skipped)
+                          self.full_train_size, self.skipped, self.notes)
 
 
 class BadItems:

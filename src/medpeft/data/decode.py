@@ -15,6 +15,16 @@ DICOMs are returned as RGB scaled by *BitsStored*; PALETTE COLOR through its col
 Multi-frame DICOMs: only the FIRST frame is decoded and returned (classification works on 2D
 images; pick frames upstream if another one matters).
 
+Image size limit (decompression bombs): a small file can declare a huge image (a 6 MB RLE DICOM of
+20000x20000 pixels needs 7.5 GB to decode). Every image is refused *before* its pixels are
+decoded when width x height exceeds :func:`max_image_pixels` -- one limit for all formats, which
+is Pillow's own ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by default). Pillow images are
+checked on the size Pillow reads from the header; DICOMs on *Rows* x *Columns* of the decoded
+(first) frame, read from the header before the pixel data is touched. Samples per pixel are not
+multiplied in, as Pillow does not count channels, and neither are frames, since only the first
+is decoded. Change the limit in one place: ``$MEDPEFT_MAX_IMAGE_PIXELS`` (a number, or ``none``)
+or :func:`set_max_image_pixels`; both set Pillow's value, so Pillow's own check agrees.
+
 Every failure raises :class:`medpeft.data.base.DataError` naming the path and the problem.
 Decoding is done by third-party libraries that raise many exception types for bad files (OSError,
 ValueError, SyntaxError, struct.error, AttributeError, ...), so decoding calls are wrapped broadly
@@ -23,6 +33,9 @@ and the original error is quoted in the message.
 from __future__ import annotations
 
 import os
+import re
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +44,58 @@ from .base import DataError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _PREAMBLE = 128  # bytes before the b"DICM" magic of a DICOM Part 10 file
+MAX_PIXELS_ENV = "MEDPEFT_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int | None:
+    """Pixels (width x height) above which an image is refused before decoding; None: no limit.
+
+    Pillow's ``Image.MAX_IMAGE_PIXELS``, after applying ``$MEDPEFT_MAX_IMAGE_PIXELS`` when it is
+    set (read on every call, so it also reaches data-loader worker processes).
+    """
+    from PIL import Image
+
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if raw:
+        set_max_image_pixels(_parse_limit(raw))
+    return Image.MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Set the one image size limit (Pillow's ``Image.MAX_IMAGE_PIXELS``); None removes it."""
+    from PIL import Image
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"the image size limit must be a positive whole number of pixels or "
+                         f"None, got {limit!r}")
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+def _parse_limit(raw: str) -> int | None:
+    if raw.lower() in ("none", "0"):
+        return None
+    try:
+        value = int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"${MAX_PIXELS_ENV} must be a whole number of pixels (e.g. 200000000) "
+                         f"or 'none' for no limit, got {raw!r}")
+    return value
+
+
+def _too_large(path: Path, pixels: int, limit: int, shape: tuple[int, int] | None = None) -> DataError:
+    """The one message for an image over the limit, whatever its format."""
+    size = f"{shape[0]}x{shape[1]} = {pixels:,}" if shape else f"{pixels:,}"
+    return DataError(f"{path}: the image is {size} pixels, above the limit of {limit:,} pixels per "
+                     "image, so it was not decoded (a decompression bomb, or a genuinely huge "
+                     f"image?); if the file is genuine, raise the limit with ${MAX_PIXELS_ENV}="
+                     "<pixels> or medpeft.data.decode.set_max_image_pixels()")
+
+
+def _check_size(path: Path, width: int, height: int, limit: int | None) -> None:
+    if limit is not None and width * height > limit:
+        raise _too_large(path, width * height, limit, (width, height))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -63,17 +128,45 @@ _PIL_CONVERT = {"1": "L", "L": None, "LA": "L", "La": "L", "P": "RGB", "PA": "RG
 _PIL_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image
+# warnings.catch_warnings swaps process-wide state (not thread-safe before Python 3.14), and
+# verify.py opens images from several threads: one lock around the header read keeps it sound.
+_PILLOW_OPEN = threading.Lock()
 
+
+def _read_pillow(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:
+        with _open_pillow(path, max_image_pixels()) as image:
             image.load()  # decodes now, so truncated files fail here and not in a worker
             return _pillow_to_array(image, path)
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
         raise DataError(f"{path}: cannot decode the image ({type(err).__name__}: {err})") from None
+
+
+def _open_pillow(path: Path, limit: int | None):
+    """Pillow's lazy image (header read, pixels not yet decoded), refused above ``limit``.
+
+    ``limit`` is Pillow's own MAX_IMAGE_PIXELS, under which Pillow warns and above twice of which
+    it raises; both become the same DataError as a DICOM over the limit.
+    """
+    from PIL import Image
+
+    with _PILLOW_OPEN, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below instead
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as err:
+            pixels = re.search(r"\((\d+) pixels\)", str(err))
+            if pixels is None or limit is None:
+                raise DataError(f"{path}: {err}") from None
+            raise _too_large(path, int(pixels[1]), limit) from None
+    try:
+        _check_size(path, *image.size, limit)
+    except DataError:
+        image.close()
+        raise
+    return image
 
 
 def _pillow_to_array(image, path: Path) -> np.ndarray:
@@ -120,6 +213,7 @@ def _read_dicom(path: Path, force: bool) -> np.ndarray:
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DataError(f"{path}: the DICOM file has no pixel data (is it a report or "
                         "structured document rather than an image?)")
+    _check_dicom_size(ds, path)
     try:
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             ds.pixel_array_options(index=0)  # decode only the first frame
@@ -130,6 +224,16 @@ def _read_dicom(path: Path, force: bool) -> np.ndarray:
     except Exception as err:  # noqa: BLE001
         raise DataError(f"{path}: cannot decode the DICOM pixel data "
                         f"({type(err).__name__}: {err})") from None
+
+
+def _check_dicom_size(ds, path: Path) -> None:
+    """Refuse a frame over the limit from the header alone, before any pixel data is decoded."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        raise DataError(f"{path}: the DICOM header has no valid Rows/Columns, so the image size "
+                        "is unknown") from None
+    _check_size(path, columns, rows, max_image_pixels())
 
 
 def _dicom_to_unit(stored: np.ndarray, ds) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 ``scheme[:target][?key=value&key=value]``, for example ``synthetic-cxr?n=500&size=64``,
 ``medmnist:chestmnist@64``, ``splits:/data/NIH?root=/images``, ``csv:/data/ham.csv?label=dx``.
+Option values are taken literally (a ``+`` stays a ``+``, so regexes work), except that ``%XX``
+escapes are decoded: write ``&`` inside a value as ``%26`` and ``%`` as ``%25``.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ def parse_spec(text: str) -> DataSpec:
     scheme, sep, target = body.partition(":")
     if not sep:
         scheme, target = body, ""
+    # not form encoding: a "+" is a plus (regexes, file names), not a space; %XX still decodes
+    query = query.replace("+", "%2B")
     options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     return DataSpec(scheme=scheme.strip().lower(), target=target.strip(), options=options, text=text)
 

@@ -22,6 +22,14 @@ class SplitData:
     images: ImageStore
     labels: np.ndarray  # (N, L) int, see medpeft.data.base
     origin: str  # the file (or generator) it came from, for messages
+    subgroups: np.ndarray | None = None  # (N,) str, see medpeft.data.base.MedicalDataset
+
+    def subset(self, indices, images: ImageStore | None = None) -> "SplitData":
+        """Items ``indices``, everything kept aligned (``images`` if already subset)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        images = self.images.subset(indices) if images is None else images
+        subgroups = None if self.subgroups is None else np.asarray(self.subgroups)[indices]
+        return SplitData(images, np.asarray(self.labels)[indices], self.origin, subgroups)
 
 
 @dataclass
@@ -35,6 +43,8 @@ class SourceData:
     fixed_subsets: dict[float, SplitData] = field(default_factory=dict)  # fraction -> train subset
     skipped: list[str] = field(default_factory=list)  # bad items left out under --skip-bad
     expected_files: dict[str, str] = field(default_factory=dict)  # split -> file it would come from
+    subgroup: str | None = None  # what every split's ``subgroups`` holds (a column name)
+    notes: list[str] = field(default_factory=list)  # what was left out on purpose, for the summary
 
 
 class DataSource(ABC):

@@ -1,9 +1,9 @@
-"""Image folders with one sub-folder per class (the torchvision ``ImageFolder`` layout).
+r"""Image folders with one sub-folder per class (the torchvision ``ImageFolder`` layout).
 
-Spec: ``folder:<dir>[?val=0.1&test=0.2&seed=0]``.
+Spec: ``folder:<dir>[?val=0.1&test=0.2&seed=0&group_regex=<regex>&exclude=<glob>&preset=<name>]``.
 
     <dir>/<class>/<image>                       -> seeded stratified train/val/test split
-    <dir>/{train,val,test}/<class>/<image>      -> the given split, options not allowed
+    <dir>/{train,val,test}/<class>/<image>      -> the given split, split options not allowed
 
 Classes are the sub-folder names, sorted; the task is binary for exactly two classes (the
 second sorted name is the positive class) and multiclass otherwise. Image files are found
@@ -15,23 +15,42 @@ The automatic split (:func:`stratified_split`, shared with the ``csv:`` source) 
 and ``val`` the requested fractions of every class: each class's items are shuffled with the
 seed and spread evenly over [0, 1), the same systematic ordering :mod:`medpeft.data.fractions`
 uses, so the same files and seed always give the same split.
+
+``group_regex=<regex>`` groups images by patient for the automatic split: the regex is searched
+in each image's path relative to its class folder (``/``-separated, e.g. ``p007/scan2.png`` or
+``00012_003.png``), and its first capture group (or its whole match, without groups) is the
+group: ``group_regex=^(\d+)_`` groups NIH-style ``<patient>_<index>.png`` names,
+``group_regex=^([^/]+)/`` one sub-folder per patient. A group may span classes. Images whose
+path does not match are errors (skipped under ``skip_bad``). The split is then made over groups
+(:mod:`medpeft.data.sources.group_split`), so no patient is in two splits.
+
+``exclude=<glob>[,<glob>...]`` leaves out image files whose name matches a glob (case-sensitive,
+e.g. ``*_mask*.png`` for segmentation masks stored beside the images); how many were left out
+is listed in the dataset notes. ``preset=breastus`` sets it for BUSI
+(:mod:`medpeft.data.sources.dataset_presets`); options in the spec win over a preset's.
 """
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
 
-from ..base import DataError, FileImages
+from ..base import BadItems, DataError, FileImages
 from ..decode import probe_channels
 from ..spec import take_options
 from . import SOURCES
 from .base import DataSource, SourceData, SplitData
+from .dataset_presets import FOLDER_PRESETS
+from .group_split import compile_group_regex, group_of, group_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 SPLIT_FOLDERS = ("train", "val", "test")
 SPLIT_OPTIONS = {"val": float, "test": float, "seed": int}
 SPLIT_DEFAULTS = {"val": 0.1, "test": 0.2, "seed": 0}
+#: options of an automatic split (they do not apply to given train/val/test folders)
+AUTOMATIC_OPTIONS = {**SPLIT_OPTIONS, "group_regex": str}
+FOLDER_OPTIONS = {**AUTOMATIC_OPTIONS, "exclude": str, "preset": str}
 
 
 def stratified_split(strata: np.ndarray, val: float, test: float,
@@ -82,6 +101,24 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+class _Exclude:
+    """``exclude=``: image files whose name matches one of the globs are left out, and counted."""
+
+    def __init__(self, given: str):
+        self.globs = [glob.strip() for glob in given.split(",") if glob.strip()]
+        self.count = 0
+
+    def keep(self, files: list[Path]) -> list[Path]:
+        kept = [f for f in files if not any(fnmatchcase(f.name, glob) for glob in self.globs)]
+        self.count += len(files) - len(kept)
+        return kept
+
+    def notes(self) -> list[str]:
+        if not self.count:
+            return []
+        return [f"excluded {self.count} file(s) matching {', '.join(self.globs)} (exclude=)"]
+
+
 @SOURCES.register("folder")
 class FolderSource(DataSource):
     """A class-per-folder image tree, with or without train/val/test folders."""
@@ -91,19 +128,36 @@ class FolderSource(DataSource):
         if not self.spec.target or not root.is_dir():
             raise DataError(f"{self.spec.text}: folder {str(root)!r} not found; use "
                             "folder:<dir with one sub-folder of images per class>")
+        options = self._options()
+        self.exclude = _Exclude(options.get("exclude", ""))
         present = [name for name in SPLIT_FOLDERS if (root / name).is_dir()]
+        bad = BadItems(self.skip_bad)
         if present:
-            splits, classes = self._given_splits(root, present)
+            splits, classes = self._given_splits(root, present, options)
         else:
-            splits, classes = self._automatic_splits(root)
+            splits, classes = self._automatic_splits(root, options, bad)
+        bad.warn(self.spec.text)
         task = "binary" if len(classes) == 2 else "multiclass"
         return SourceData(name=f"folder:{root.name}", task=task, label_names=tuple(classes),
-                          channels=probe_channels(splits["train"].images.paths), splits=splits)
+                          channels=probe_channels(splits["train"].images.paths), splits=splits,
+                          skipped=list(bad.items), notes=self.exclude.notes())
 
-    def _given_splits(self, root: Path, present: list[str]):
-        if self.spec.options:
+    def _options(self) -> dict:
+        """The spec's options over the preset's (if any)."""
+        options = take_options(self.spec, FOLDER_OPTIONS)
+        if "preset" not in options:
+            return options
+        try:
+            preset = FOLDER_PRESETS.get(options["preset"].lower())
+        except KeyError as err:
+            raise ValueError(f"{self.spec.text}: {err}") from None
+        return {**preset, **options}
+
+    def _given_splits(self, root: Path, present: list[str], options: dict):
+        automatic = sorted(key for key in options if key in AUTOMATIC_OPTIONS)
+        if automatic:
             raise ValueError(f"{self.spec.text}: {root} has its own train/val/test folders, so "
-                             f"the split options {sorted(self.spec.options)} do not apply")
+                             f"the split options {automatic} do not apply")
         missing = [name for name in SPLIT_FOLDERS if name not in present]
         if missing:
             raise DataError(f"{root}: has {', '.join(present)}/ but not {', '.join(missing)}/; "
@@ -119,15 +173,37 @@ class FolderSource(DataSource):
             splits[name] = SplitData(FileImages(paths, origins), labels, str(root / name))
         return splits, classes
 
-    def _automatic_splits(self, root: Path):
-        options = take_options(self.spec, SPLIT_OPTIONS, SPLIT_DEFAULTS)
+    def _automatic_splits(self, root: Path, options: dict, bad: BadItems):
         classes = self._classes(root)
         paths, labels, origins = self._scan(root, classes, require_all=True)
-        parts = stratified_split(labels[:, 0], options["val"], options["test"], options["seed"])
+        settings = {key: options.get(key, default) for key, default in SPLIT_DEFAULTS.items()}
+        note = ", ".join(f"{key}={value}" for key, value in settings.items())
+        if "group_regex" in options:
+            groups, keep = self._groups(root, classes, paths, labels, origins,
+                                        options["group_regex"], bad)
+            paths, origins, labels = [paths[i] for i in keep], [origins[i] for i in keep], labels[keep]
+            parts = group_split(labels[:, 0], groups, **settings)
+            note += f", group_regex={options['group_regex']}"
+        else:
+            parts = stratified_split(labels[:, 0], **settings)
         images = FileImages(paths, origins)
-        note = f"{root} (val={options['val']}, test={options['test']}, seed={options['seed']})"
-        return {name: SplitData(images.subset(index), labels[index], f"{name} of {note}")
+        return {name: SplitData(images.subset(index), labels[index], f"{name} of {root} ({note})")
                 for name, index in parts.items()}, classes
+
+    def _groups(self, root: Path, classes: list[str], paths: list[str], labels: np.ndarray,
+                origins: list[str], pattern: str, bad: BadItems) -> tuple[np.ndarray, list[int]]:
+        """Each image's group (regex over its path in its class folder) and the items that have one."""
+        regex = compile_group_regex(pattern, self.spec.text)
+        groups, keep = [], []
+        for index, (path, label) in enumerate(zip(paths, labels[:, 0])):
+            group = group_of(regex, Path(path).relative_to(root / classes[label]).as_posix())
+            if group is None:
+                bad.report(f"{path} ({origins[index]})",
+                           f"the path does not match group_regex={pattern}, so it has no group")
+                continue
+            groups.append(group)
+            keep.append(index)
+        return np.array(groups), keep
 
     @staticmethod
     def _classes(folder: Path) -> list[str]:
@@ -139,15 +215,16 @@ class FolderSource(DataSource):
                             f"{classes or 'none'}{hint}")
         return classes
 
-    @staticmethod
-    def _scan(folder: Path, classes: list[str], require_all: bool):
+    def _scan(self, folder: Path, classes: list[str], require_all: bool):
         paths, labels, origins = [], [], []
         for index, name in enumerate(classes):
             class_folder = folder / name
-            files = image_files(class_folder) if class_folder.is_dir() else []
+            files = self.exclude.keep(image_files(class_folder)) if class_folder.is_dir() else []
             if require_all and not files:
+                left_out = f", leaving out {', '.join(self.exclude.globs)}" if self.exclude.globs else ""
                 raise DataError(f"{class_folder}: no image files (looked for "
-                                f"{', '.join(IMAGE_EXTENSIONS)}); remove the folder or add images")
+                                f"{', '.join(IMAGE_EXTENSIONS)}{left_out}); remove the folder or "
+                                "add images")
             paths += [str(f) for f in files]
             labels += [index] * len(files)
             origins += [f"class folder {class_folder}"] * len(files)
