@@ -187,7 +187,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import evaluate_run
-    from .studies.report import metrics_table
+    from .studies.listings import metrics_table
 
     metrics = evaluate_run(args.run, data_spec=args.data, data_root=args.data_root, split=args.split,
                            n_bootstrap=args.n_bootstrap)
@@ -197,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from .studies.report import method_options_table, methods_table
+    from .studies.listings import method_options_table, methods_table
 
     if args.name:
         method_options_table(args.name).print(console, args.format)

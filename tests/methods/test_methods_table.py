@@ -6,7 +6,7 @@ import io
 import pytest
 from rich.console import Console
 
-from medpeft.studies.report import methods_table
+from medpeft.studies.listings import methods_table
 from medpeft.methods import METHODS
 
 
