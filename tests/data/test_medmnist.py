@@ -101,3 +101,36 @@ def test_empty_split_is_an_error(tmp_path):
 def test_bad_specs(tmp_path, spec, match):
     with pytest.raises(ValueError, match=match):
         load_dataset(spec, data_root=tmp_path)
+
+
+def test_embedded_copies_need_no_data_root(tmp_path, monkeypatch):
+    """PneumoniaMNIST and BreastMNIST ship with medpeft: the official files, checked by MD5."""
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/.medmnist is empty
+    monkeypatch.delenv("MEDPEFT_DATA", raising=False)
+    splits = load_dataset("medmnist:pneumoniamnist")
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [4708, 524, 624]
+    assert int(splits.train.labels.sum()) == 3494  # pneumonia cases (official class counts)
+    breast = load_dataset("medmnist:breastmnist")
+    assert [len(breast.train), len(breast.val), len(breast.test)] == [546, 78, 156]
+    with pytest.raises(DataError, match="MedMNIST file not found"):
+        load_dataset("medmnist:breastmnist", data_root=str(tmp_path))  # an explicit root is obeyed
+
+
+def test_a_damaged_embedded_copy_is_refused(tmp_path, monkeypatch):
+    from medpeft.data.sources import medmnist as source
+
+    damaged = tmp_path / "embedded"
+    damaged.mkdir()
+    data = bytearray((source.EMBEDDED / "breastmnist.npz").read_bytes())
+    data[-100] ^= 0xFF
+    (damaged / "breastmnist.npz").write_bytes(bytes(data))
+    monkeypatch.setattr(source, "EMBEDDED", damaged)
+    source.embedded_file.cache_clear()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MEDPEFT_DATA", raising=False)
+    try:
+        with pytest.raises(DataError, match="is damaged .*reinstall medpeft"):
+            load_dataset("medmnist:breastmnist")
+    finally:
+        source.embedded_file.cache_clear()

@@ -6,9 +6,15 @@ default ``~/.medmnist``, the official package's default). Task types and label n
 the official ``medmnist/info.py`` (MedMNIST/MedMNIST); ``retinamnist``'s ordinal grades are
 treated as multi-class, as the official evaluator scores them. Nothing is downloaded at run
 time: a missing file gets an error saying where we looked and where to fetch it.
+
+PneumoniaMNIST and BreastMNIST at 28 px ship inside medpeft (``medpeft/data/embedded``, CC BY
+4.0, see its SOURCES.md): when no data root is given and ``~/.medmnist`` lacks the file, the
+embedded copy is used after its MD5 is checked against the official value.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,6 +27,10 @@ from . import SOURCES
 from .base import DataSource, SourceData, SplitData
 
 SIZES = (28, 64, 128, 224)
+EMBEDDED = Path(__file__).resolve().parents[1] / "embedded"
+# files shipped with medpeft -> their official MD5 (MedMNIST/MedMNIST medmnist/info.py)
+EMBEDDED_MD5 = {"pneumoniamnist.npz": "28209eda62fecd6e6a2d98b1501bb15f",
+                "breastmnist.npz": "750601b1f35ba3300ea97c75c52ff8f6"}
 DOWNLOAD_V2 = "https://zenodo.org/records/6496656/files/{file}?download=1"
 DOWNLOAD_PLUS = "https://zenodo.org/records/10519652/files/{file}?download=1"
 
@@ -74,6 +84,19 @@ def parse_target(target: str) -> tuple[str, int]:
     return flag, size
 
 
+@functools.lru_cache(maxsize=None)
+def embedded_file(name: str) -> Path:
+    """An embedded file, checked once per process against its official MD5."""
+    path = EMBEDDED / name
+    if not path.is_file():
+        raise DataError(f"the embedded copy {path} is missing from this installation of medpeft")
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    if digest != EMBEDDED_MD5[name]:
+        raise DataError(f"the embedded copy {path} is damaged (md5 {digest}, official "
+                        f"{EMBEDDED_MD5[name]}); reinstall medpeft")
+    return path
+
+
 def file_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
@@ -86,7 +109,7 @@ class MedMNISTSource(DataSource):
         take_options(self.spec, {})
         flag, size = parse_target(self.spec.target)
         task, names, channels, official = FLAGS[flag]
-        path = Path(self.data_root or Path(self.default_root).expanduser()) / file_name(flag, size)
+        path = self._path(file_name(flag, size))
         arrays = self._load(path, flag, size)
         splits = {}
         for split, expected in zip(("train", "val", "test"), official):
@@ -103,6 +126,16 @@ class MedMNISTSource(DataSource):
                                       f"{path}:{split}_labels")
         return SourceData(name=f"medmnist:{flag}@{size}", task=task, label_names=names,
                           channels=channels, splits=splits, image_size=(size, size))
+
+    def _path(self, name: str) -> Path:
+        """The file in the data root; the embedded copy when the root is the default one and
+        lacks it."""
+        default = Path(self.default_root).expanduser()
+        root = Path(self.data_root or default)
+        path = root / name
+        if not path.is_file() and root == default and name in EMBEDDED_MD5:
+            return embedded_file(name)
+        return path
 
     @staticmethod
     def _load(path: Path, flag: str, size: int) -> dict[str, np.ndarray]:
