@@ -7,6 +7,8 @@ scored on the test split and the run directory is completed (DESIGN.md).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch.nn as nn
 from rich.console import Console
 from torch.utils.data import DataLoader
@@ -26,10 +28,11 @@ class ClassifierJob(Job):
     """What one batch and one epoch of fine-tuning do; keeps the best epoch's weights."""
 
     def __init__(self, model: nn.Module, method: Method, optimizer, criterion: nn.Module, val_loader: DataLoader,
-                 info: DatasetInfo, device, autocast, patience: int | None, source: str):
+                 info: DatasetInfo, device, autocast, patience: int | None, source: str,
+                 on_validation: Callable[[int, dict], None] | None = None):
         self.model, self.method, self.optimizer, self.criterion = model, method, optimizer, criterion
         self.val_loader, self.info, self.device, self.autocast = val_loader, info, device, autocast
-        self.patience, self.source = patience, source
+        self.patience, self.source, self.on_validation = patience, source, on_validation
         self.best: dict | None = None
 
     def loss(self, batch):
@@ -45,6 +48,8 @@ class ClassifierJob(Job):
             self.best = {"auroc": val["auroc"], "epoch": stats.epoch, "state": self.model_state()}
         record = {"epoch": stats.epoch, "train_loss": stats.loss, "val_auroc": val["auroc"],
                   "val_acc": val["acc"], "lr": stats.lr}
+        if self.on_validation is not None:  # e.g. a study's pruner, which may stop the run
+            self.on_validation(stats.epoch, val)
         stop = ""
         if self.patience is not None and stats.epoch - self.best["epoch"] >= self.patience:
             stop = f"early stopping: no val improvement for {self.patience} epochs"
@@ -65,8 +70,11 @@ class ClassifierJob(Job):
 
 
 def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Console | None = None,
-             progress: bool = True) -> dict:
-    """Train ``config`` into the run directory ``out_dir`` and return its metrics."""
+             progress: bool = True, on_validation: Callable[[int, dict], None] | None = None) -> dict:
+    """Train ``config`` into the run directory ``out_dir`` and return its metrics.
+
+    ``on_validation(epoch, val_metrics)`` is called after every validation; an exception it
+    raises (a study's pruner) stops the run, leaving its last checkpoint."""
     console = console or make_console()
     config, warnings = resolve_run_config(config)  # every check that needs no disk or data
     for warning in warnings:
@@ -76,10 +84,11 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
         state = run.start(config.to_dict(), resume=resume)
         for warning in warnings:
             run.log(f"warning: {warning}")
-        return _train(config, run, state, console, progress)
+        return _train(config, run, state, console, progress, on_validation)
 
 
-def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console, progress: bool) -> dict:
+def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console, progress: bool,
+           on_validation=None) -> dict:
     train = config.train
     device = resolve_device(train.device)
     autocast = autocast_for(device, train.precision)
@@ -98,7 +107,7 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     optimizer = build_optimizer(model, train, lr)
     job = ClassifierJob(model, method, optimizer, loss_function(info.task),
                         make_loader(splits.val, train, shuffle=False), info, device, autocast,
-                        train.patience, source=str(run.checkpoint_path))
+                        train.patience, source=str(run.checkpoint_path), on_validation=on_validation)
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
                 f"{len(splits.train)} training images ({splits.subset_note})")
