@@ -207,6 +207,52 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from .studies.runner import run_study
+
+    code = run_study(args.study, workers=args.workers, storage=args.storage, work_dir=args.dir,
+                     threads=args.threads, console=console)
+    if args.report:
+        cmd_study_report(args)
+    return code
+
+
+def cmd_study_worker(args: argparse.Namespace) -> int:
+    from .studies.runner import run_worker
+
+    return run_worker(args.study, storage=args.storage, work_dir=args.dir, threads=args.threads,
+                      worker_id=args.id, console=console)
+
+
+def cmd_study_report(args: argparse.Namespace) -> int:
+    from .studies.runner import report_study
+
+    report_study(args.study, storage=args.storage, work_dir=args.dir, out=getattr(args, "out", None),
+                 console=console, fmt=getattr(args, "format", "table"))
+    return 0
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    from .studies.runner import study_status
+
+    study_status(args.study, storage=args.storage, work_dir=args.dir, console=console)
+    return 0
+
+
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="study file (experiments/<study>/study.yaml) or its folder")
+    parser.add_argument("--storage", help="database URL shared by all workers, e.g. postgresql://user:pw@host/db "
+                                          "(default: a SQLite file study.db in the study's folder)")
+    parser.add_argument("--dir", help="folder for the storage file, runs and logs (default: the study file's folder)")
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .studies.demo import DemoConfig, run_demo
 
@@ -261,6 +307,30 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--num-outputs", type=int, default=14, help="head width (default 14, NIH)")
     _format_flag(methods)
     methods.set_defaults(func=cmd_methods)
+
+    study = commands.add_parser("study", help="comparative studies: grids and searches over datasets, "
+                                              "fractions, backbones, methods and seeds").add_subparsers(
+        dest="study_command", required=True)
+    run = study.add_parser("run", help="run every missing or failed cell with N local workers; "
+                                       "the same command elsewhere joins a shared --storage")
+    _study_arguments(run)
+    run.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--threads", type=_positive_int, help="torch threads per worker (default: cores / workers)")
+    run.add_argument("--report", action="store_true", help="write the report when the study is done")
+    run.set_defaults(func=cmd_study_run)
+    worker = study.add_parser("worker", help="one worker in this process (what `study run` starts N of)")
+    _study_arguments(worker)
+    worker.add_argument("--threads", type=_positive_int, help="torch threads (default: all)")
+    worker.add_argument("--id", default="", help="a name for this worker in logs")
+    worker.set_defaults(func=cmd_study_worker)
+    report = study.add_parser("report", help="tables (md, csv, html) and plots of the finished cells")
+    _study_arguments(report)
+    report.add_argument("--out", help="folder for the report (default: <study folder>/report)")
+    _format_flag(report)
+    report.set_defaults(func=cmd_study_report)
+    status = study.add_parser("status", help="cells done, running, waiting and failed")
+    _study_arguments(status)
+    status.set_defaults(func=cmd_study_status)
 
     demo = commands.add_parser("demo", help="FFT vs linear vs LoRA at 1/10/100%% labels on synthetic-cxr")
     demo.add_argument("--out", default="runs/demo", help="where runs and table.md go")

@@ -82,7 +82,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is list or hint is list:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {_shown(value)}")
-        return list(value)
+        item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -1,0 +1,193 @@
+"""``medpeft study run``: prepare a study, start N local worker processes, show one live line
+per worker, and say at the end what finished and what failed.
+
+The same command on another machine, with the same ``--storage postgresql://...``, joins the
+study: whichever starter creates the study in the storage enqueues its cells; the others wait
+until it has, then their workers claim cells from the same queue.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from ..console import make_console, print_error
+from .engine import POLL, Engine, Progress
+from .spec import load_study
+
+PREPARED = "prepared"  # study user attr set once its cells are enqueued
+
+
+def work_dir_of(path: str | Path, work_dir: str | Path | None) -> Path:
+    """Where a study's storage, runs and logs live: ``--dir``, else the study file's folder."""
+    path = Path(path)
+    return Path(work_dir) if work_dir else (path if path.is_dir() else path.parent)
+
+
+def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
+    """Enqueue the study's cells once, however many starters race to do it."""
+    name, storage = engine.study.name, engine.storage
+    try:
+        optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=False)
+        creator = True
+    except optuna.exceptions.DuplicatedStudyError:
+        creator = False
+    study = engine.final
+    if not creator:
+        deadline = time.monotonic() + wait
+        while not study.user_attrs.get(PREPARED) and time.monotonic() < deadline:
+            time.sleep(POLL)  # another starter is enqueueing the cells
+            study = optuna.load_study(study_name=name, storage=storage)
+    engine.reap()
+    added = engine.enqueue_missing(retry_failed=True)
+    if not study.user_attrs.get(PREPARED):
+        engine.final.set_user_attr(PREPARED, True)
+    if added:
+        console.print(f"enqueued {added} cell(s)")
+
+
+def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
+              work_dir: str | Path | None = None, threads: int | None = None,
+              console: Console | None = None) -> int:
+    """Run every missing or failed cell with ``workers`` local processes; 0 when all are done."""
+    console = console or make_console()
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    study = load_study(path)
+    work = work_dir_of(path, work_dir)
+    engine = Engine(study, work, storage, console=console)
+    started = time.time()
+    console.print(f"study {study.name}: {len(engine.cells)} cells, storage {engine_url(engine)}, runs in {work}")
+    engine.ensure_pretrained()
+    prepare(engine, console)
+    status = engine.progress()
+    if status.done == status.total:
+        return summary(engine, console, time.time() - started)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = [_spawn(path, work, storage, index, threads, logs) for index in range(workers)]
+    try:
+        _watch(engine, procs, console, started)
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.wait()
+        raise
+    return summary(engine, console, time.time() - started)
+
+
+def engine_url(engine: Engine) -> str:
+    from .engine import shown_url
+    return shown_url(engine.url)
+
+
+def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "medpeft.cli", "study", "worker", str(path), "--dir", str(work),
+               "--threads", str(threads), "--id", str(index + 1)]
+    if storage:
+        command += ["--storage", storage]
+    log = open(logs / f"worker-{index + 1}.log", "a")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _watch(engine: Engine, procs: list[subprocess.Popen], console: Console, started: float) -> None:
+    """One live line per local worker until they exit (a line per finished cell off a terminal)."""
+    pids = {f"{socket.gethostname()}:{p.pid}": index + 1 for index, p in enumerate(procs)}
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=1, transient=False) as live:
+            while any(p.poll() is None for p in procs):
+                live.update(_lines(engine.progress(), pids, procs, started))
+                time.sleep(POLL)
+            live.update(_lines(engine.progress(), pids, procs, started))
+        return
+    last = None
+    while any(p.poll() is None for p in procs):
+        status = engine.progress()
+        if (status.done, status.failed) != last:
+            last = (status.done, status.failed)
+            console.print(_headline(status, len(procs), started))
+        time.sleep(POLL)
+
+
+def _headline(status: Progress, workers: int, started: float) -> str:
+    remaining = status.total - status.done - status.failed
+    eta = ""
+    if status.mean_seconds and remaining > 0:
+        eta = f", about {remaining * status.mean_seconds / max(workers, 1) / 60:.1f} min left"
+    return (f"{status.done}/{status.total} cells done, {status.failed} failed, {len(status.running)} running"
+            f"{eta} ({time.time() - started:.0f} s)")
+
+
+def _lines(status: Progress, pids: dict[str, int], procs, started: float) -> Group:
+    lines = [Text(_headline(status, len(procs), started), style="bold")]
+    by_worker = {attrs.get("worker"): attrs for attrs in status.running}
+    for worker, index in sorted(pids.items(), key=lambda item: item[1]):
+        attrs = by_worker.get(worker)
+        if procs[index - 1].poll() is not None:
+            text = "finished"
+        elif attrs is None:
+            text = "waiting for work"
+        else:
+            seconds = time.time() - attrs.get("started", time.time())
+            text = f"{attrs.get('label', attrs.get('cell'))} — {attrs.get('progress', 'starting')} ({seconds:.0f} s)"
+        lines.append(Text(f"worker {index}: {text}"))
+    others = [a for w, a in by_worker.items() if w not in pids]
+    if others:
+        lines.append(Text(f"{len(others)} cell(s) running on other workers"))
+    return Group(*lines)
+
+
+def summary(engine: Engine, console: Console, seconds: float) -> int:
+    status = engine.progress()
+    console.print(f"study {engine.study.name}: {status.done}/{status.total} cells done in {seconds:.0f} s")
+    failures = engine.failures()
+    for cell, error in failures:
+        print_error(console, f"{cell}: {error}", "failed")
+    if failures:
+        console.print("run the same command again to retry the failed cells (finished ones are kept)")
+    return 0 if status.done == status.total else 1
+
+
+def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
+               threads: int | None = None, worker_id: str = "", console: Console | None = None) -> int:
+    """One worker in this process: claims and runs cells until the study is done."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    console = console or make_console()
+    study = load_study(path)
+    engine = Engine(study, work_dir_of(path, work_dir), storage, console=console)
+    ran = engine.work()
+    console.print(f"worker {worker_id or engine.worker}: ran {ran} trial(s)")
+    return 0
+
+
+def study_status(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
+                 console: Console | None = None) -> Progress:
+    console = console or make_console()
+    study = load_study(path)
+    engine = Engine(study, work_dir_of(path, work_dir), storage, console=console)
+    status = engine.progress()
+    console.print(f"study {study.name}: {status.done}/{status.total} done, {len(status.running)} running, "
+                  f"{status.waiting} waiting, {status.failed} failed")
+    for attrs in status.running:
+        console.print(f"  running: {attrs.get('label', attrs.get('cell'))} on {attrs.get('worker')} — "
+                      f"{attrs.get('progress', 'starting')}")
+    for cell, error in engine.failures():
+        print_error(console, f"{cell}: {error}", "failed")
+    return status
+
+
+def report_study(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
+                 out: str | Path | None = None, console: Console | None = None, fmt: str = "table") -> list[Path]:
+    """Write the study's report from its finished cells (placeholder until the report module lands)."""
+    raise NotImplementedError

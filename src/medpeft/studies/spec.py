@@ -1,0 +1,342 @@
+"""Study files: a comparative study (datasets x label fractions x backbones x methods x seeds),
+as one YAML file validated like every config, expanded into cells.
+
+    name: demo
+    data:
+      - {spec: "medmnist:pneumoniamnist", label: PneumoniaMNIST}
+    fractions: [0.01, 0.1, 1.0]
+    seeds: [0]
+    backbones:
+      - label: ViT-Tiny (MAE)
+        backbone: {name: vit_tiny, img_size: 28, patch_size: 4}
+        pretrain: {name: demo-mae, train: {epochs: 8}}     # the cells use its checkpoint
+    methods:
+      - {name: fft, label: FFT}
+      - {name: lora, label: LoRA r=8, options: {rank: 8}}
+    train: {epochs: 10, min_steps: 200}                   # every cell; methods/backbones override
+    search: {trials: 8, space: {lora: {lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}}
+    report: {baseline: FFT, anchors: [...]}
+
+An unknown key, method, option or backbone fails when the file is loaded, with the valid names.
+Relative paths (``data_root``, ``checkpoint``) are read from the study file's folder. Each cell
+is one ordinary fine-tuning run (:class:`medpeft.runtime.RunConfig`); its key is its readable
+name plus a digest of its config, so editing the study file gives new cells and never mixes
+old results into new ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import from_dict, load_yaml, merge, to_dict
+from ..methods import METHODS
+from ..models import BackboneConfig
+from ..pretrain import PretrainConfig
+from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
+
+SEARCHABLE_TRAIN = ("lr", "blr", "weight_decay", "layer_decay", "min_lr", "warmup_epochs", "batch_size",
+                    "clip_grad", "epochs", "min_steps")
+PRUNERS = ("asha", "hyperband", "none")
+
+
+@dataclass
+class DataEntry:
+    spec: str  # dataset spec, e.g. medmnist:pneumoniamnist
+    label: str | None = None  # column label in reports (default: the spec)
+    data_root: str | None = None  # folder of the data files (relative: from the study file's folder)
+    augment: str = "none"  # training augmentation: none | light | flip
+    skip_bad: bool = False  # leave out missing/corrupt items with a warning
+
+
+@dataclass
+class PretrainStep:
+    name: str  # cached checkpoint name the cells fine-tune from (made once, reused)
+    data: dict = field(default_factory=dict)  # PretrainDataConfig fields (default: the study's first dataset)
+    mae: dict = field(default_factory=dict)  # MAEConfig fields
+    train: dict = field(default_factory=dict)  # PretrainTrainConfig fields
+
+
+@dataclass
+class BackboneEntry:
+    label: str | None = None  # row label suffix in reports (default: the backbone name)
+    backbone: dict = field(default_factory=dict)  # BackboneConfig fields
+    pretrain: PretrainStep | None = None  # MAE-pretrain this backbone first; the cells use the result
+    train: dict = field(default_factory=dict)  # TrainConfig overrides for cells on this backbone
+    methods: list[str] | None = None  # only these method labels on this backbone (default: all that fit)
+    variant: dict = field(default_factory=dict)  # ablation axis values, e.g. {pretrain_epochs: 13}
+
+
+@dataclass
+class MethodEntry:
+    name: str  # registered method (see `medpeft methods`)
+    label: str | None = None  # row label in reports (default: the name)
+    options: dict = field(default_factory=dict)  # the method's own options, e.g. {rank: 8}
+    train: dict = field(default_factory=dict)  # TrainConfig overrides for this method
+    variant: dict = field(default_factory=dict)  # ablation axis values, e.g. {rank: 8}
+
+
+@dataclass
+class SearchConfig:
+    trials: int = 12  # search trials per (dataset, fraction, backbone, method) before the seeds
+    space: dict = field(default_factory=dict)  # method label or name -> {param: {low, high, log} | {choices}}
+    pruner: str = "asha"  # asha (successive halving) | hyperband | none, on validation AUROC
+    min_resource: int = 1  # validations a trial gets before it can be pruned
+    reduction_factor: int = 3  # ASHA/Hyperband: keep the top 1/reduction_factor at each rung
+    patience: int | None = 3  # early stopping of search trials (validations without improvement)
+    seed: int = 0  # seeds the TPE sampler and the search runs
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise ValueError(f"search.trials must be at least 1, got {self.trials}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"search.pruner must be one of {PRUNERS}, got {self.pruner!r}")
+        if self.min_resource < 1 or self.reduction_factor < 2:
+            raise ValueError("search.min_resource must be >= 1 and reduction_factor >= 2")
+
+
+@dataclass
+class Anchor:
+    label: str  # e.g. "MedMNIST v2 ResNet-18 (published)"
+    dataset: str  # the data label it belongs to
+    value: float  # in [0, 1]
+    fraction: float = 1.0
+    metric: str = "auroc"  # auroc | f1 | acc
+    source: str = ""  # where the figure is published
+
+
+@dataclass
+class ReportConfig:
+    title: str | None = None  # default: the study's name and description
+    baseline: str | None = "fft"  # row (method label or name) the ↑/↓ differences refer to
+    anchors: list[Anchor] = field(default_factory=list)  # published figures printed beside ours
+
+
+@dataclass
+class StudyConfig:
+    name: str  # the study's name (also the Optuna study name in shared storage)
+    data: list[DataEntry]  # datasets (report columns, with the fractions)
+    methods: list[MethodEntry]  # report rows
+    description: str = ""
+    fractions: list[float] = field(default_factory=lambda: [1.0])  # label fractions
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per cell
+    vary_subset: bool = False  # each seed also draws its own label subset (fraction_seed = seed)
+    backbones: list[BackboneEntry] = field(default_factory=lambda: [BackboneEntry()])
+    train: dict = field(default_factory=dict)  # TrainConfig defaults of every cell
+    search: SearchConfig | None = None  # tune each cell before its seeds (Optuna TPE + ASHA)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    folder: str = ""  # set when loaded: the study file's folder (relative paths start here)
+
+    def __post_init__(self):
+        if not self.data or not self.methods:
+            raise ValueError("a study needs at least one data entry and one method")
+        if not self.name or run_slug(self.name) != self.name:
+            raise ValueError(f"study name {self.name!r} may hold letters, digits, '.', '_' and '-' only")
+        for fraction in self.fractions:
+            DataConfig(fraction=fraction)  # validates
+        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        _unique([m.label or m.name for m in self.methods], "method label")
+        _unique([b.label or b.backbone.get("name") or "" for b in self.backbones], "backbone label")
+        _unique([d.label or d.spec for d in self.data], "data label")
+
+
+def _unique(labels: list[str], what: str) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise ValueError(f"two entries share the {what} {label!r}; give each a distinct label")
+        seen.add(label)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the study: the run config plus where it sits in the report."""
+
+    key: str  # readable name + digest of the config: identifies the cell in storage
+    config: RunConfig
+    dataset: str
+    fraction: float
+    method: str  # method label (report row)
+    backbone: str  # backbone label
+    seed: int
+    variant: dict
+    pretrain: PretrainConfig | None = None
+    pretrain_name: str | None = None
+
+    @property
+    def group(self) -> str:
+        """The cell without its seed: what a search tunes and the seeds repeat."""
+        return run_slug(self.dataset, f"f{self.fraction:g}", self.backbone, self.method)
+
+    def record(self) -> dict:
+        return {"dataset": self.dataset, "fraction": self.fraction, "label": self.method,
+                "method": self.config.method, "backbone": self.backbone, "seed": self.seed,
+                "variant": dict(self.variant)}
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file (every entry, method option and cell config)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "study.yaml"
+    values = load_yaml(path)
+    values["folder"] = str(path.resolve().parent)
+    try:
+        config = from_dict(StudyConfig, values, where=str(path))
+        cells(config)  # every cell's config is built and checked here
+        check_search(config)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
+    return config
+
+
+def _relative(folder: str, value: str | None) -> str | None:
+    """A path from the study file: relative to its folder when that file or folder exists there."""
+    if value is None or Path(value).is_absolute():
+        return value
+    candidate = Path(folder) / value
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
+def pretrain_config(study: StudyConfig, entry: BackboneEntry) -> PretrainConfig:
+    step = entry.pretrain
+    data = {"specs": [study.data[0].spec], "data_root": _relative(study.folder, study.data[0].data_root),
+            **step.data}
+    backbone = {k: v for k, v in entry.backbone.items() if k != "checkpoint"}
+    return PretrainConfig.from_dict({"data": data, "backbone": {**backbone, "drop_path": 0.0},
+                                     "mae": step.mae, "train": step.train})
+
+
+def cells(study: StudyConfig) -> list[Cell]:
+    """Every (dataset, fraction, backbone, method, seed) run, in report order."""
+    out = []
+    for entry in study.backbones:
+        known = {m.label or m.name for m in study.methods}
+        unknown = set(entry.methods or ()) - known
+        if unknown:
+            raise ValueError(f"backbone {entry.label!r}: methods {sorted(unknown)} are not in the study "
+                             f"(its method labels: {', '.join(sorted(known))})")
+        pretrain = pretrain_config(study, entry) if entry.pretrain else None
+        backbone_values = dict(entry.backbone)
+        if entry.pretrain:
+            backbone_values["checkpoint"] = entry.pretrain.name
+        elif backbone_values.get("checkpoint"):
+            backbone_values["checkpoint"] = _relative(study.folder, backbone_values["checkpoint"])
+        backbone = from_dict(BackboneConfig, backbone_values, where=f"backbone {entry.label or ''}".strip())
+        backbone_label = entry.label or backbone.name or "vit_small"
+        family = backbone.spec.family
+        for data in study.data:
+            for fraction in study.fractions:
+                for method in study.methods:
+                    label = method.label or method.name
+                    if entry.methods is not None and label not in entry.methods:
+                        continue
+                    if family not in METHODS.get(method.name).families:
+                        continue
+                    for seed in study.seeds:
+                        out.append(_cell(study, data, fraction, entry, backbone, backbone_label, method,
+                                         label, seed, pretrain))
+    if not out:
+        raise ValueError("the study has no cells (no method fits any backbone)")
+    return out
+
+
+def _cell(study, data, fraction, entry, backbone, backbone_label, method, label, seed, pretrain) -> Cell:
+    train = merge(merge(study.train, entry.train), method.train)
+    train = {**train, "seed": seed}
+    config = RunConfig(
+        data=DataConfig(spec=data.spec, data_root=_relative(study.folder, data.data_root), fraction=fraction,
+                        fraction_seed=seed if study.vary_subset else 0, skip_bad=data.skip_bad,
+                        augment=data.augment),
+        backbone=backbone, method=method.name, method_options=dict(method.options),
+        train=from_dict(TrainConfig, train, where=f"train of {label} on {backbone_label}"))
+    dataset = data.label or data.spec
+    variant = {**entry.variant, **method.variant}
+    digest = config_key(config)
+    name = run_slug(dataset, f"f{fraction:g}", backbone_label, label, f"s{seed}")
+    return Cell(key=f"{name}-{digest}", config=config, dataset=dataset, fraction=fraction, method=label,
+                backbone=backbone_label, seed=seed, variant=variant, pretrain=pretrain,
+                pretrain_name=entry.pretrain.name if entry.pretrain else None)
+
+
+def config_key(config: RunConfig) -> str:
+    """8 hex digits of the run config (and so of everything that changes the result)."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def search_space(study: StudyConfig, method_label: str, method_name: str) -> dict:
+    """The search space of a method (by label, else by name); {} when it is not searched."""
+    if study.search is None:
+        return {}
+    space = study.search.space
+    return space.get(method_label, space.get(method_name, {}))
+
+
+def check_search(study: StudyConfig) -> None:
+    """Every searched parameter is a training field or an option of its method, with a valid range."""
+    if study.search is None:
+        return
+    labels = {m.label or m.name: m for m in study.methods}
+    names = {m.name: m for m in study.methods}
+    for key, space in study.search.space.items():
+        method = labels.get(key) or names.get(key)
+        if method is None:
+            raise ValueError(f"search.space: {key!r} is not a method of the study "
+                             f"(labels: {', '.join(labels)})")
+        options = {f.name for f in dataclasses.fields(METHODS.get(method.name).config_class)}
+        if not isinstance(space, dict) or not space:
+            raise ValueError(f"search.space.{key}: expected a mapping of parameters to ranges")
+        for param, spec in space.items():
+            if param not in SEARCHABLE_TRAIN and param not in options:
+                raise ValueError(f"search.space.{key}.{param}: not searchable; choose from the training "
+                                 f"fields {', '.join(SEARCHABLE_TRAIN)} or {method.name}'s options "
+                                 f"{', '.join(sorted(options)) or '(none)'}")
+            distribution(param, spec, f"search.space.{key}.{param}")
+
+
+def distribution(param: str, spec, where: str):
+    """An Optuna distribution from ``{low, high[, log]}`` or ``{choices: [...]}``."""
+    import optuna.distributions as dist
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: expected {{low: .., high: ..[, log: true]}} or {{choices: [..]}}, got {spec!r}")
+    if set(spec) == {"choices"} and isinstance(spec["choices"], list) and spec["choices"]:
+        return dist.CategoricalDistribution(spec["choices"])
+    if not {"low", "high"} <= set(spec) <= {"low", "high", "log"}:
+        raise ValueError(f"{where}: expected {{low: .., high: ..[, log: true]}} or {{choices: [..]}}, got {spec!r}")
+    low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+        raise ValueError(f"{where}: low and high must be numbers with low < high, got {low!r}, {high!r}")
+    if log and low <= 0:
+        raise ValueError(f"{where}: a log range needs low > 0, got {low}")
+    if isinstance(low, int) and isinstance(high, int):
+        return dist.IntDistribution(low, high, log=log)
+    return dist.FloatDistribution(float(low), float(high), log=log)
+
+
+def study_dict(study: StudyConfig) -> dict:
+    values = to_dict(study)
+    values.pop("folder", None)
+    return values
+
+
+def with_params(cell: Cell, params: dict) -> Cell:
+    """``cell`` with searched values applied: TrainConfig fields or the method's own options."""
+    train, options = {}, {}
+    option_names = {f.name for f in dataclasses.fields(cell.config.method_class.config_class)}
+    for name, value in params.items():
+        if name in SEARCHABLE_TRAIN:
+            train[name] = value
+        elif name in option_names:
+            options[name] = value
+        else:
+            raise ValueError(f"cannot apply searched parameter {name!r} to {cell.method}")
+    config = cell.config
+    config = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, **train),
+        method_options=dataclasses.replace(config.method_options, **options))
+    config = RunConfig.from_dict(config.to_dict())  # re-validated
+    return dataclasses.replace(cell, config=config, key=cell.key.rsplit("-", 1)[0] + "-" + config_key(config))

@@ -1,0 +1,185 @@
+"""The study engine: a grid end to end, workers that never share a cell (SQLite and PostgreSQL),
+a search whose pruner stops the bad region, SIGKILL then resume, and bad inputs that lose nothing."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from medpeft.cli import main
+from medpeft.studies.engine import Engine
+from medpeft.studies.runner import prepare, run_study
+from medpeft.studies.spec import cells, load_study
+
+from .conftest import TINY_BACKBONE, TINY_DATA, write_study
+
+QUIET = __import__("rich.console", fromlist=["Console"]).Console(quiet=True)
+
+
+def trials(path, url=None, name=None):
+    study = load_study(path)
+    engine = Engine(study, Path(path).parent, url)
+    return engine, engine.final.get_trials(deepcopy=False)
+
+
+def test_a_grid_runs_end_to_end_and_a_second_run_does_nothing(tmp_path):
+    path = write_study(tmp_path / "grid")
+    assert main(["study", "run", path]) == 0
+    engine, first = trials(path)
+    records = engine.records()
+    assert len(records) == 4 and len(first) == 4
+    assert {(r["label"], r["fraction"]) for r in records} == {("FFT", 0.5), ("FFT", 1.0), ("LoRA", 0.5), ("LoRA", 1.0)}
+    for record in records:
+        assert (Path(record["run_dir"]) / "metrics.json").is_file()  # an ordinary run directory
+        assert 0.0 <= record["metrics"]["test"]["auroc"] <= 1.0
+        assert "history" not in record["metrics"]
+    assert main(["eval", records[0]["run_dir"], "--n-bootstrap", "0"]) == 0
+    assert main(["study", "run", path]) == 0
+    assert len(trials(path)[1]) == 4  # nothing ran twice
+
+
+def count_by_cell(all_trials):
+    counts = {}
+    for trial in all_trials:
+        if trial.state == TrialState.COMPLETE:
+            counts[trial.user_attrs["cell"]] = counts.get(trial.user_attrs["cell"], 0) + 1
+    return counts
+
+
+def two_workers(path, storage=None):
+    study = load_study(path)
+    engine = Engine(study, Path(path).parent, storage, console=QUIET)
+    prepare(engine, QUIET)
+    command = [sys.executable, "-m", "medpeft.cli", "study", "worker", path, "--threads", "1"]
+    if storage:
+        command += ["--storage", storage]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    return engine.final.get_trials(deepcopy=False), outputs
+
+
+def split_checks(path, all_trials):
+    expected = {c.key for c in cells(load_study(path))}
+    assert count_by_cell(all_trials) == {key: 1 for key in expected}  # every cell once, none twice
+    workers = {t.user_attrs["worker"] for t in all_trials if t.state == TrialState.COMPLETE}
+    assert len(workers) == 2, workers  # both workers ran cells
+
+
+SPLIT_STUDY = dict(fractions=[0.25, 0.5, 0.75, 1.0], seeds=[0, 1],
+                   methods=[{"name": "fft", "label": "FFT"}], train={"epochs": 3, "batch_size": 16, "n_bootstrap": 0})
+
+
+def test_two_workers_split_a_sqlite_study_without_duplicates(tmp_path):
+    path = write_study(tmp_path / "split", name="split", **SPLIT_STUDY)
+    all_trials, _ = two_workers(path)
+    split_checks(path, all_trials)
+
+
+def test_two_workers_split_a_postgresql_study_without_duplicates(tmp_path, postgres_url):
+    url, name = postgres_url
+    path = write_study(tmp_path / "split", name=name, **SPLIT_STUDY)
+    all_trials, _ = two_workers(path, url)
+    split_checks(path, all_trials)
+    assert not (tmp_path / "split" / "study.db").exists()  # the shared server holds it
+
+
+def test_a_search_prunes_its_bad_region(tmp_path):
+    """lr 1e-9 cannot move a fresh ViT; ASHA (halving at every validation) must stop such trials."""
+    path = write_study(
+        tmp_path / "search", name="search", data=[{"spec": "medmnist:pneumoniamnist", "label": "pneu"}],
+        fractions=[0.05], methods=[{"name": "fft", "label": "FFT"}],
+        backbones=[{"label": "tiny", "backbone": {"name": "vit_tiny", "img_size": 28, "patch_size": 7,
+                                                   "timm_kwargs": {"depth": 1}, "drop_path": 0.0}}],
+        train={"epochs": 4, "batch_size": 32, "n_bootstrap": 0, "layer_decay": 1.0, "warmup_epochs": 0,
+               "min_lr": 0.0},
+        search={"trials": 6, "pruner": "asha", "reduction_factor": 2, "patience": None,
+                "space": {"FFT": {"lr": {"choices": [1.0e-9, 1.0e-3]}}}})
+    study = load_study(path)
+    engine = Engine(study, tmp_path / "search", console=QUIET)
+    engine.work()
+    search = engine.search_study(study.search and engine.cells[0].group)
+    states = [t.state for t in search.get_trials(deepcopy=False)]
+    pruned = [t for t in search.get_trials(deepcopy=False) if t.state == TrialState.PRUNED]
+    assert len(states) == 6 and len(pruned) >= 1
+    assert all(t.params["lr"] == 1.0e-9 for t in pruned)  # only the bad region was pruned
+    assert engine.search_result(engine.cells[0].group) == {"lr": 1.0e-3}
+    records = engine.records()
+    assert len(records) == 1 and records[0]["params"] == {"lr": 1.0e-3}
+
+
+def test_sigkill_mid_trial_then_rerun_resumes_the_killed_run(tmp_path):
+    folder = tmp_path / "kill"
+    path = write_study(folder, name="kill", fractions=[1.0], methods=[{"name": "fft", "label": "FFT"}],
+                       data=[{"spec": "synthetic-cxr?n=192&n_val=32&n_test=32&size=16", "label": "synth"}],
+                       train={"epochs": 40, "batch_size": 16, "n_bootstrap": 0, "keep_checkpoint": True})
+    engine = Engine(load_study(path), folder, console=QUIET)
+    prepare(engine, QUIET)
+    worker = subprocess.Popen([sys.executable, "-m", "medpeft.cli", "study", "worker", path, "--threads", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = folder / "runs" / engine.cells[0].key
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint-last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert not (run / "metrics.json").exists(), "the run finished before the kill; make it longer"
+    assert run_study(path, console=QUIET) == 0
+    all_trials = engine.final.get_trials(deepcopy=False)
+    assert count_by_cell(all_trials) == {engine.cells[0].key: 1}
+    assert [t.user_attrs.get("error") for t in all_trials if t.state == TrialState.FAIL] == ["worker process died"]
+    log = (run / "log.txt").read_text()
+    assert log.count("start:") == 1 and "resumed after epoch" in log  # resumed, not restarted
+
+
+def test_a_corrupt_study_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "study.yaml").write_text("name: x\ndata: [\n")
+    assert main(["study", "run", str(bad / "study.yaml")]) == 2
+    assert "not valid YAML" in capsys.readouterr().out
+    path = write_study(tmp_path / "typo", methods=[{"name": "lorra"}])
+    assert main(["study", "run", path]) == 2
+    assert "unknown method 'lorra'. Did you mean 'lora'?" in " ".join(capsys.readouterr().out.split())
+    path = write_study(tmp_path / "key", seedz=[1])
+    assert main(["study", "run", path]) == 2
+    assert "did you mean 'seeds'?" in capsys.readouterr().out
+    path = write_study(tmp_path / "space", search={"space": {"LoRA": {"rnak": {"choices": [2, 4]}}}})
+    assert main(["study", "run", path]) == 2
+    assert "search.space.LoRA.rnak: not searchable" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path, capsys):
+    path = write_study(tmp_path / "db")
+    started = time.monotonic()
+    code = main(["study", "run", path, "--storage", "postgresql://user:secret@127.0.0.1:9/nodb"])
+    assert code == 2 and time.monotonic() - started < 60
+    out = capsys.readouterr().out
+    assert "cannot open the study storage postgresql+psycopg://user:***@127.0.0.1:9/nodb" in out
+    assert "secret" not in out
+
+
+def test_a_cell_with_missing_data_fails_alone_and_loses_nothing(tmp_path, capsys):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    path = write_study(tmp_path / "missing", data=[{"spec": TINY_DATA, "label": "synth"},
+                                                   {"spec": "medmnist:breastmnist", "label": "breast",
+                                                    "data_root": str(empty)}],
+                       fractions=[1.0], methods=[{"name": "fft", "label": "FFT"}])
+    assert main(["study", "run", path]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1/2 cells done" in out and "MedMNIST file not found" in out
+    engine, first = trials(path)
+    done = [t for t in first if t.state == TrialState.COMPLETE]
+    assert len(done) == 1
+    assert main(["study", "run", path]) == 1  # retried, fails again, the finished cell is kept
+    engine, second = trials(path)
+    assert [t.number for t in second if t.state == TrialState.COMPLETE] == [done[0].number]
+    assert TINY_BACKBONE and optuna  # fixtures in use
