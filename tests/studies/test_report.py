@@ -347,7 +347,9 @@ def test_table_csvs_and_cells_csv_hold_what_the_tables_show(report):
     assert len(rows) == 2 * 2 * 2 * 5  # metrics x datasets x fractions x rows
     fft = [r for r in records if r["label"] == "FFT" and r["dataset"] == "BreastMNIST" and r["fraction"] == 1.0]
     row = next(r for r in rows if (r["metric"], r["label"], r["dataset"], r["fraction"]) == ("auroc", "FFT", "BreastMNIST", "1.0"))
-    assert float(row["mean"]) == pytest.approx(np.mean([r["metrics"]["test"]["auroc"] for r in fft]), abs=1e-15)
+    values = [r["metrics"]["test"]["auroc"] for r in fft]
+    assert float(row["mean"]) == pytest.approx(np.mean(values), abs=1e-15)
+    assert float(row["std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-15)  # sample std over seeds
     assert row["ci_method"] == "bootstrap" and float(row["ci95_lo"]) < float(row["mean"]) < float(row["ci95_hi"])
 
 

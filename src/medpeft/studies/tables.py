@@ -68,7 +68,7 @@ def cell_text(cell, base=None, show_ci: bool = True) -> str:
     """'92.7 ± 0.3 ↑0.4 [91.9, 93.4]' (+ a not-a-result marker); '–' for no cell."""
     if cell is None or math.isnan(cell.mean):
         return "–" if cell is None else "–" + "".join(MARKERS[r] for r in cell.reasons)
-    parts = [mean_std(cell.values)]
+    parts = [percent(cell.mean) + ("" if cell.std is None else f" ± {percent(cell.std)}")]
     if base is not None and not math.isnan(base.mean):
         parts.append(delta_text(cell.mean - base.mean))
     if show_ci and cell.ci is not None:
