@@ -15,7 +15,7 @@ import pytest
 
 from medpeft.runtime.metrics import macro_auroc
 from medpeft.studies import records as rec
-from medpeft.studies.bootstrap import _columns, weighted_macro_auroc
+from medpeft.studies.bootstrap import columns_of, weighted_macro_auroc
 from medpeft.studies.cells import build_grid
 from medpeft.studies.plots import plot_grid, variant_axes
 from medpeft.studies.report import report_markdown, report_tables, results_rows, write_report
@@ -174,6 +174,8 @@ def test_records_that_would_mix_two_things_in_one_row_or_cell_are_refused():
     with pytest.raises(ValueError, match="give each method variant its own label"):
         build_grid([record("LoRA", "lora", 0, 0.9, variant={"rank": 4}),
                     record("LoRA", "lora", 1, 0.9, variant={"rank": 8})], "auroc")
+    build_grid([record("LoRA", "lora", 0, 0.9, variant={"model": "tiny"}),  # one label, two backbones: fine
+                record("LoRA", "lora", 0, 0.9, variant={"model": "base"}, backbone="vit_base")], "auroc")
     with pytest.raises(ValueError, match="two result records for FFT"):
         build_grid([record("FFT", "fft", 0, 0.9), record("FFT", "fft", 0, 0.8)], "auroc")
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
@@ -243,7 +245,7 @@ def test_resample_weights_score_exactly_like_macro_auroc_on_copies(task):
     for _ in range(20):
         index = rng.integers(0, len(labels), len(labels))
         expected = macro_auroc(scores[index], labels[index], task)
-        got = weighted_macro_auroc(_columns(scores, labels, task),
+        got = weighted_macro_auroc(columns_of(scores, labels, task),
                                    np.bincount(index, minlength=len(labels)).astype(float))
         assert got == pytest.approx(expected, abs=1e-12)
 
@@ -273,10 +275,23 @@ def test_without_every_seeds_predictions_the_ci_is_the_mean_of_the_runs_interval
 
 def test_seeds_scored_on_different_items_fall_back_to_the_runs_intervals(tmp_path):
     runs, scores, labels = fake_runs(tmp_path)
-    np.savez(runs[1] / "predictions-test.npz", scores=scores[1], labels=1 - labels)
-    records = [record("LoRA", "lora", s, 0.9, run_dir=str(f), ci=[0.8, 0.95]) for s, f in enumerate(runs)]
+    np.savez(runs[1] / "predictions-test.npz", scores=1 - scores[1], labels=1 - labels)  # same AUROC
+    records = [record("LoRA", "lora", s, macro_auroc(scores[s], labels, "binary"), run_dir=str(f), ci=[0.8, 0.95])
+               for s, f in enumerate(runs)]
     cell = build_grid(records, "auroc", n_bootstrap=50).get(("LoRA", "vit_tiny"), ("PneumoniaMNIST", 0.01))
     assert cell.ci_method == "seed-ci-mean"
+
+
+def test_predictions_that_do_not_give_the_runs_auroc_are_not_used(tmp_path):
+    runs, scores, labels = fake_runs(tmp_path)
+    records = [record("LoRA", "lora", s, macro_auroc(scores[s], labels, "binary"), run_dir=str(f), ci=[0.8, 0.95])
+               for s, f in enumerate(runs)]
+    records[2]["metrics"]["test"]["auroc"] += 0.01  # the run was scored on something else
+    cell = build_grid(records, "auroc", n_bootstrap=50).get(("LoRA", "vit_tiny"), ("PneumoniaMNIST", 0.01))
+    assert cell.ci_method == "seed-ci-mean"
+    records[2]["metrics"]["test"]["auroc"] -= 0.01
+    cell = build_grid(records, "auroc", n_bootstrap=50).get(("LoRA", "vit_tiny"), ("PneumoniaMNIST", 0.01))
+    assert cell.ci_method == "bootstrap"
 
 
 # --- files ---------------------------------------------------------------------------------------

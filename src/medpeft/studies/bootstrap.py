@@ -35,13 +35,14 @@ class _Column:
         return float((w_pos * credit[self.group[self.positive]]).sum() / (total_pos * total_neg))
 
 
-def _columns(scores: np.ndarray, labels: np.ndarray, task: str) -> list[_Column]:
+def columns_of(scores: np.ndarray, labels: np.ndarray, task: str) -> list[_Column]:
     """Per-output truth as in ``runtime.metrics.per_label_auroc``."""
     truth = np.eye(scores.shape[1], dtype=np.int64)[labels[:, 0]] if task == "multiclass" else labels
     return [_Column(scores[:, k], truth[:, k]) for k in range(scores.shape[1])]
 
 
 def weighted_macro_auroc(columns: list[_Column], weights: np.ndarray) -> float:
+    """Macro AUROC of the items repeated ``weights`` times (ones: the test set as it is)."""
     values = [v for v in (c.auroc(weights) for c in columns) if not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
 
@@ -52,7 +53,7 @@ def bootstrap_seed_mean(scores: list[np.ndarray], labels: np.ndarray, task: str,
     ``numpy.random.default_rng(seed).integers(0, N, N)`` (the b-th call) and scores every seed
     on those items; a resample that loses a class everywhere is drawn again (at most
     3 x ``n_bootstrap`` draws). None when fewer than half the resamples are valid."""
-    per_seed = [_columns(np.asarray(s, dtype=np.float64), labels, task) for s in scores]
+    per_seed = [columns_of(np.asarray(s, dtype=np.float64), labels, task) for s in scores]
     rng = np.random.default_rng(seed)
     n = len(labels)
     values: list[float] = []

@@ -5,7 +5,8 @@ A cell's 95% confidence interval is of the seed-averaged AUROC. When every seed 
 predictions (``predictions-test.npz``: ``scores`` (N, K), ``labels`` (N, L), same item order
 for every seed), it is a percentile bootstrap over test items, each resample drawing the same
 items for all seeds, so it holds the item noise of the mean and not the seed noise (the ± std
-shows that). Otherwise it is read off the runs' own intervals (``auroc_ci95``): the run's
+shows that); predictions whose AUROC is not the one the run reported (a stale file) are not
+used. Otherwise it is read off the runs' own intervals (``auroc_ci95``): the run's
 interval for one seed, the mean of the seeds' bounds for several (an approximation: wider than
 the interval of the mean). ``Cell.ci_method`` says which.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import records as rec
-from .bootstrap import bootstrap_seed_mean
+from .bootstrap import bootstrap_seed_mean, columns_of, weighted_macro_auroc
 
 PREDICTIONS = "predictions-test.npz"
 CI_METHODS = ("bootstrap", "run", "seed-ci-mean", "none")
@@ -117,10 +118,10 @@ def build_grid(records: list[dict], metric: str, *, rows=None, n_bootstrap: int 
 
 
 def _check_labels(records: list[dict]) -> None:
-    """A label names one method and one variant (else two different things share a row)."""
-    first: dict[str, dict] = {}
+    """A row (label x backbone) is one method and one variant (else two things share a row)."""
+    first: dict[RowKey, dict] = {}
     for record in records:
-        seen = first.setdefault(record["label"], record)
+        seen = first.setdefault((record["label"], record["backbone"]), record)
         if seen["method"] != record["method"] or (seen.get("variant") or {}) != (record.get("variant") or {}):
             raise ValueError(f"label {record['label']!r} is used for method {seen['method']!r} "
                              f"{seen.get('variant') or {}} and {record['method']!r} {record.get('variant') or {}}; "
@@ -145,7 +146,8 @@ def _column_order(records: list[dict]) -> list[ColumnKey]:
 def seed_mean_ci(records: list[dict], n_bootstrap: int = 1000, seed: int = 0):
     """(95% CI of the seed-mean test AUROC or None, the method used: see the module doc)."""
     predictions = [load_predictions(r.get("run_dir")) for r in records]
-    if n_bootstrap > 0 and all(p is not None for p in predictions) and _same_items(predictions):
+    if (n_bootstrap > 0 and all(p is not None for p in predictions) and _same_items(predictions)
+            and all(_scores_the_run(p, r) for p, r in zip(predictions, records))):
         ci = bootstrap_seed_mean([p[0] for p in predictions], predictions[0][1], predictions[0][2],
                                  n_bootstrap, seed)
         if ci is not None:
@@ -179,6 +181,14 @@ def infer_task(scores: np.ndarray, labels: np.ndarray) -> str:
         return "multilabel"
     raise ValueError(f"predictions with {k} score columns and {l} label columns fit no task; "
                      "save a 'task' entry in predictions-test.npz")
+
+
+def _scores_the_run(prediction, record: dict, tolerance: float = 1e-4) -> bool:
+    """The saved predictions give the AUROC the run reported (not a stale file of another run)."""
+    scores, labels, task = prediction
+    reported = rec.auroc(record)
+    return math.isnan(reported) or abs(weighted_macro_auroc(columns_of(scores, labels, task),
+                                                             np.ones(len(labels))) - reported) <= tolerance
 
 
 def _same_items(predictions) -> bool:
