@@ -39,7 +39,7 @@ def table_html(table: Table) -> str:
                         for col, (a, text) in enumerate(zip(align, row)))
         body.append(f'<tr{" class=rule" if index in table.rules_after else ""}>{cells}</tr>')
     notes = "<br>".join(escape(line) for line in table.caption.splitlines())
-    return (f'<div class="scroll"><table>'
+    return ('<div class="scroll"><table>'
             + (f"<caption>{escape(table.title)}</caption>" if table.title else "")
             + f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
             + (f'<p class="notes">{notes}</p>' if notes else ""))
