@@ -1,8 +1,8 @@
 """``make demo``: MED-PEFT's Table 1 in miniature, on the embedded synthetic chest X-rays.
 
 FFT vs linear probe vs LoRA at 1%, 10% and 100% of the training labels with a small ViT,
-printed as one table (test macro AUROC, LoRA−FFT difference, trainable share, wall time)
-and written to ``<out>/table.md``. Finished runs are reused, so a second ``make demo`` only
+printed as one table (test macro AUROC, each method's difference to FFT, trainable share,
+wall time) and written to ``<out>/table.md``. Finished runs are reused, so a second ``make demo`` only
 prints the table. Budget: under 10 minutes on a 2-core CPU, including the one-off MAE
 pretraining of the backbone (cached in ``$MEDPEFT_CACHE``, reused by later demos).
 """

@@ -1,8 +1,13 @@
-"""Result tables shaped like the papers' (methods x label fractions).
+"""Result tables shaped like the papers': method rows by dataset x label-fraction columns.
 
 Built once as a :class:`medpeft.table.Table` and rendered for the terminal, Markdown, CSV or
-JSON, so the terminal and ``table.md`` can never disagree. Several seeds per cell give
-mean ± std.
+JSON, so the terminal and ``table.md`` can never disagree. A cell reads as MED-PEFT's Table 1
+does: the mean over seeds ± its standard deviation, the difference of the mean to the baseline
+row (``↑0.4`` / ``↓1.2`` percentage points), then the 95% CI of the mean (``[lo, hi]``, see
+:mod:`medpeft.studies.cells`). The best result of a column is bold; a cell that is not a result
+(a seed took fewer than 50 optimiser steps, ``†``, or its test metrics are flagged one-class,
+``‡``) keeps its number, gets its marker and is never best. Published figures are rows of their
+own under a rule, shown as printed and never ranked.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from pathlib import Path
 
 from ..config import atomic_write_text
 from ..table import Table
+from . import records as rec
+from .cells import Grid, build_grid
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -32,28 +39,167 @@ def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def paper_table(results: dict, methods, fractions, labels: dict[str, str], *, title: str,
-                metric: str = "auroc", baseline: str = "fft", contender: str = "lora") -> Table:
-    """Rows: methods, then ``contender − baseline``; columns: label fractions, trainable share,
-    total wall time. ``results[(method, fraction)]`` is a run's metrics dict or a list of them
-    (one per seed)."""
-    columns = ["Method"] + [f"{f:.0%} labels" for f in fractions] + ["Trainable", "Time (s)"]
-    table = Table(title=title, columns=columns)
-    for method in methods:
-        cells = [mean_std([m["test"][metric] for m in _as_list(results[(method, f)])]) for f in fractions]
-        first = _as_list(results[(method, fractions[0])])[0]
-        share = 100.0 * first["trainable_params"] / first["total_params"]
-        seconds = sum(m["wall_time_s"] for f in fractions for m in _as_list(results[(method, f)]))
-        table.add_row(labels.get(method, method), *cells, f"{share:.2f}%", f"{seconds:.0f}")
-    if baseline in methods and contender in methods:
-        table.rules_after.add(len(table.rows) - 1)
-        deltas = []
-        for f in fractions:
-            diffs = [c["test"][metric] - b["test"][metric]
-                     for c, b in zip(_as_list(results[(contender, f)]), _as_list(results[(baseline, f)]))]
-            deltas.append(("+" if statistics.mean(diffs) >= 0 else "") + mean_std(diffs))
-        table.add_row(f"{labels.get(contender, contender)} − {labels.get(baseline, baseline)}", *deltas, "", "")
+MARKERS = {"steps": "†", "one_class": "‡"}
+FOOTNOTES = {
+    "steps": f"† not a result: a seed took fewer than {rec.MIN_STEPS} optimiser steps.",
+    "one_class": "‡ not a result: a seed's test metrics are flagged one-class.",
+}
+METRIC_TITLES = {"auroc": "test macro AUROC (%)", "f1": "test macro-F1 (%)"}
+
+
+def fraction_label(fraction: float) -> str:
+    """0.01 -> '1%', 0.005 -> '0.5%'."""
+    return f"{100.0 * fraction:g}%"
+
+
+def column_title(dataset: str, fraction: float) -> str:
+    return f"{dataset} {fraction_label(fraction)}" if dataset else f"{fraction_label(fraction)} labels"
+
+
+def delta_text(difference: float) -> str:
+    """A difference of two fractions in percentage points: '↑0.4', '↓1.2', '=0.0'."""
+    shown = f"{abs(100.0 * difference):.1f}"
+    if float(shown) == 0.0:
+        return f"={shown}"
+    return ("↑" if difference > 0 else "↓") + shown
+
+
+def cell_text(cell, base=None, show_ci: bool = True) -> str:
+    """'92.7 ± 0.3 ↑0.4 [91.9, 93.4]' (+ a not-a-result marker); '–' for no cell."""
+    if cell is None or math.isnan(cell.mean):
+        return "–" if cell is None else "–" + "".join(MARKERS[r] for r in cell.reasons)
+    parts = [percent(cell.mean) + ("" if cell.std is None else f" ± {percent(cell.std)}")]
+    if base is not None and not math.isnan(base.mean):
+        parts.append(delta_text(cell.mean - base.mean))
+    if show_ci and cell.ci is not None:
+        parts.append(("≈" if cell.ci_method == "seed-ci-mean" else "")
+                     + f"[{percent(cell.ci[0])}, {percent(cell.ci[1])}]")
+    return " ".join(parts) + "".join(MARKERS[r] for r in cell.reasons)
+
+
+def trainable_text(cells) -> str:
+    """The row's trainable share of parameters, e.g. '0.523%' (a range when heads differ)."""
+    shares = sorted({f"{100.0 * s:.3g}" for s in (rec.trainable_share(r) for c in cells for r in c.records)
+                     if s is not None}, key=float)
+    if not shares:
+        return "–"
+    return f"{shares[0]}%" if len(shares) == 1 else f"{shares[0]}–{shares[-1]}%"
+
+
+def baseline_rows(grid: Grid, baseline: str) -> dict:
+    """backbone -> the row the others are compared with: the row labelled ``baseline``, else
+    the first row of method ``baseline``, of the same backbone."""
+    found = {}
+    for backbone in grid.backbones:
+        rows = [row for row in grid.rows if row[1] == backbone]
+        by_label = [row for row in rows if row[0] == baseline]
+        by_method = [row for row in rows if grid.method_of(row) == baseline]
+        if by_label or by_method:
+            found[backbone] = (by_label or by_method)[0]
+    return found
+
+
+def study_table(grid: Grid, *, title: str, baseline: str = "fft", anchors=(), show_ci: bool = True,
+                show_time: bool = False) -> Table:
+    """The paper table of one metric: a row per method label (x backbone, with a Backbone column
+    when there are several), a column per dataset x fraction, the trainable share, optionally
+    the row's total wall time; published figures (``anchors``) in rows of their own below."""
+    several = len(grid.backbones) > 1
+    table = Table(title=title, columns=["Method"] + (["Backbone"] if several else [])
+                  + [column_title(*column) for column in grid.columns] + ["Trainable"]
+                  + (["Time (s)"] if show_time else []))
+    baselines = baseline_rows(grid, baseline)
+    for index, row in enumerate(grid.rows):
+        base = baselines.get(row[1])
+        cells = [cell_text(grid.get(row, column), None if base in (None, row) else grid.get(base, column), show_ci)
+                 for column in grid.columns]
+        seconds = sum(r["metrics"].get("wall_time_s", 0.0) for c in grid.row_cells(row) for r in c.records)
+        block_ends = index + 1 < len(grid.rows) and grid.rows[index + 1][1] != row[1]
+        table.add_row(row[0], *([row[1]] if several else []), *cells, trainable_text(grid.row_cells(row)),
+                      *([f"{seconds:.0f}"] if show_time else []), rule=block_ends)
+    _bold_best(table, grid, first=1 + several)
+    anchors = [a for a in rec.check_anchors(anchors) if a["metric"] == grid.metric]
+    missed = _add_anchors(table, grid, anchors, several, show_time)
+    table.caption = "\n".join(_caption(grid, baseline, baselines, len(anchors) > len(missed), missed, show_ci))
     return table
+
+
+def _bold_best(table: Table, grid: Grid, first: int) -> None:
+    """Bold every result whose mean, as shown, is the column's best."""
+    for offset, column in enumerate(grid.columns):
+        shown = {index: round(100.0 * cell.mean, 1) for index, row in enumerate(grid.rows)
+                 if (cell := grid.get(row, column)) is not None and cell.is_result}
+        if shown:
+            best = max(shown.values())
+            table.bold |= {(index, first + offset) for index, value in shown.items() if value == best}
+
+
+def _add_anchors(table: Table, grid: Grid, anchors: list[dict], several: bool, show_time: bool) -> list[dict]:
+    """Rows of published figures (of this grid's metric) under a rule; returns the figures that
+    match no column."""
+    missed = [a for a in anchors if (a["dataset"], a["fraction"]) not in grid.columns]
+    rows = list(dict.fromkeys((a["label"], a["backbone"]) for a in anchors if a not in missed))
+    if rows and table.rows:
+        table.rules_after.add(len(table.rows) - 1)
+    for label, backbone in rows:
+        values = {(a["dataset"], a["fraction"]): a["value"] for a in anchors
+                  if (a["label"], a["backbone"]) == (label, backbone)}
+        table.add_row(label, *([backbone] if several else []),
+                      *[percent(values[c]) if c in values else "" for c in grid.columns], "",
+                      *([""] if show_time else []))
+    return missed
+
+
+def _caption(grid: Grid, baseline: str, baselines: dict, anchored: bool, missed: list[dict],
+             show_ci: bool) -> list[str]:
+    cells = list(grid.cells.values())
+    seeds = sorted({len(c.records) for c in cells}) or [0]
+    lines = [("Mean ± std over " + (f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]} seeds "
+                                     "(no ± for a single seed)") if seeds[-1] > 1 else "One seed per cell") + "."]
+    if baselines:
+        names = sorted({row[0] for row in baselines.values()})
+        lines.append(f"↑/↓: difference of the mean to {' / '.join(names)}"
+                     + (" of the same backbone" if len(grid.backbones) > 1 else "") + ", in percentage points.")
+    else:
+        lines.append(f"No baseline row {baseline!r}: no differences shown.")
+    lines += _ci_lines(grid, cells) if show_ci else []
+    lines.append("Bold: the best mean of each column among results.")
+    lines += [FOOTNOTES[reason] for reason in MARKERS if any(reason in c.reasons for c in cells)]
+    if anchored:
+        lines.append("Rows below the last rule: published figures as printed, not measured here and not ranked.")
+    if missed:
+        lines.append("Published figures without a matching column (not shown): "
+                     + "; ".join(f"{a['label']} on {column_title(a['dataset'], a['fraction'])}" for a in missed) + ".")
+    return lines
+
+
+def _ci_lines(grid: Grid, cells) -> list[str]:
+    used = {c.ci_method for c in cells}
+    lines = []
+    if "bootstrap" in used:
+        lines.append(f"[lo, hi]: 95% CI of the seed mean, a percentile bootstrap over test items "
+                     f"({grid.n_bootstrap} resamples, the same items for every seed).")
+    if "run" in used:
+        lines.append("[lo, hi] of a one-seed cell without saved predictions: the run's own 95% bootstrap interval.")
+    if "seed-ci-mean" in used:
+        lines.append("≈[lo, hi]: predictions not saved for every seed; the mean of the seeds' own 95% "
+                     "intervals, an approximation of the CI of the mean.")
+    if "none" in used and grid.metric == "auroc":
+        lines.append("Cells without [lo, hi]: no interval available.")
+    return lines
+
+
+def paper_table(results: dict, methods, fractions, labels: dict[str, str], *, title: str,
+                metric: str = "auroc", baseline: str = "fft") -> Table:
+    """The demo's table: one dataset, rows ``methods``, columns ``fractions``, plus trainable
+    share and total wall time. ``results[(method, fraction)]`` is a run's metrics dict or a list
+    of them (one per seed). Built by :func:`study_table`."""
+    records = [{"dataset": "", "fraction": fraction, "method": method, "label": labels.get(method, method),
+                "backbone": "", "seed": seed, "variant": {}, "run_dir": None, "metrics": metrics}
+               for fraction in fractions for method in methods
+               for seed, metrics in enumerate(_as_list(results[(method, fraction)]))]
+    grid = build_grid(records, metric, rows=[labels.get(m, m) for m in methods])
+    return study_table(grid, title=title, baseline=baseline, show_time=True)
 
 
 def write_markdown(path: str | Path, table: Table, *, command: str, note: str = "") -> str:
