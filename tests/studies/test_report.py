@@ -16,7 +16,7 @@ import pytest
 from medpeft.runtime.metrics import macro_auroc
 from medpeft.studies import records as rec
 from medpeft.studies.bootstrap import columns_of, weighted_macro_auroc
-from medpeft.studies.cells import build_grid
+from medpeft.studies.grid import build_grid
 from medpeft.studies.plots import plot_grid, variant_axes
 from medpeft.studies.report import report_markdown, report_tables, results_rows, write_report
 from medpeft.studies.tables import paper_table, study_table

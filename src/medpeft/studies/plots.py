@@ -1,4 +1,4 @@
-"""The study report's plots, drawn from a :class:`~medpeft.studies.cells.Grid` as PNG files.
+"""The study report's plots, drawn from a :class:`~medpeft.studies.grid.Grid` as PNG files.
 
 - metric vs label fraction: a panel per dataset, a line per method row (log x, error bars =
   std over seeds), as MED-PEFT's and Dutt et al.'s label-efficiency figures;
@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from .cells import Grid
+from .grid import Grid
 from .tables import METRIC_TITLES, fraction_label
 
 STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 10,

@@ -11,7 +11,7 @@ The engine hands over one record per finished run (see :mod:`medpeft.studies.rec
 - the PNG plots of :mod:`medpeft.studies.plots`.
 
 Numbers are computed once, from the records, and every file renders the same
-:class:`~medpeft.table.Table` or :class:`~medpeft.studies.cells.Grid`, so they cannot disagree.
+:class:`~medpeft.table.Table` or :class:`~medpeft.studies.grid.Grid`, so they cannot disagree.
 Every file is written atomically. The report can be rewritten at any time from the records,
 so a half-finished study gets a report of the runs done so far.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from ..config import atomic_write_text
 from ..table import Table
 from . import records as rec
-from .cells import Grid, build_grid
+from .grid import Grid, build_grid
 from .html import page_html
 from .plots import plot_grid
 from .tables import METRIC_TITLES, study_table

@@ -7,6 +7,7 @@ until it has, then their workers claim cells from the same queue.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -188,6 +189,29 @@ def study_status(path: str | Path, *, storage: str | None = None, work_dir: str 
 
 
 def report_study(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
-                 out: str | Path | None = None, console: Console | None = None, fmt: str = "table") -> list[Path]:
-    """Write the study's report from its finished cells (placeholder until the report module lands)."""
-    raise NotImplementedError
+                 out: str | Path | None = None, console: Console | None = None, fmt: str = "table",
+                 command: str | None = None) -> list[Path]:
+    """Write the report of the study's finished cells into ``out`` (default ``<study>/report``)
+    and print its tables in ``fmt``."""
+    from .report import report_tables, write_report
+
+    console = console or make_console()
+    study = load_study(path)
+    work = work_dir_of(path, work_dir)
+    engine = Engine(study, work, storage, console=console)
+    records = engine.records()
+    status = engine.progress()
+    title = study.report.title or (f"{study.name}: {study.description}" if study.description else study.name)
+    anchors = [dataclasses.asdict(a) for a in study.report.anchors]
+    rows = [m.label or m.name for m in study.methods]
+    baseline = study.report.baseline or ""
+    note = (f"{status.done} of {status.total} cells finished" if status.done < status.total else
+            f"all {status.total} cells finished") + f"; seeds {', '.join(map(str, study.seeds))}"
+    files = write_report(records, Path(out) if out else work / "report", title=title,
+                         command=command or f"medpeft study run {path} && medpeft study report {path}",
+                         baseline=baseline, rows=rows, anchors=anchors, note=note)
+    for table in report_tables(records, title=title, baseline=baseline, rows=rows, anchors=anchors).values():
+        table.print(console, fmt)
+    if fmt == "table":
+        console.print(f"report: {files.markdown}, {files.html} ({note})")
+    return files.all()

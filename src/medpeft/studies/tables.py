@@ -4,7 +4,7 @@ Built once as a :class:`medpeft.table.Table` and rendered for the terminal, Mark
 JSON, so the terminal and ``table.md`` can never disagree. A cell reads as MED-PEFT's Table 1
 does: the mean over seeds ± its standard deviation, the difference of the mean to the baseline
 row (``↑0.4`` / ``↓1.2`` percentage points), then the 95% CI of the mean (``[lo, hi]``, see
-:mod:`medpeft.studies.cells`). The best result of a column is bold; a cell that is not a result
+:mod:`medpeft.studies.grid`). The best result of a column is bold; a cell that is not a result
 (a seed took fewer than 50 optimiser steps, ``†``, or its test metrics are flagged one-class,
 ``‡``) keeps its number, gets its marker and is never best. Published figures are rows of their
 own under a rule, shown as printed and never ranked.
@@ -18,7 +18,7 @@ from pathlib import Path
 from ..config import atomic_write_text
 from ..table import Table
 from . import records as rec
-from .cells import Grid, build_grid
+from .grid import Grid, build_grid
 
 
 def percent(value: float | None, digits: int = 1) -> str:

@@ -1,5 +1,5 @@
 """A study's results as a grid: rows (method label x backbone) by columns (dataset x label
-fraction), one :class:`Cell` per pair holding that cell's seeds.
+fraction), one :class:`GridCell` per pair holding that cell's seeds.
 
 A cell's 95% confidence interval is of the seed-averaged AUROC. When every seed saved its test
 predictions (``predictions-test.npz``: ``scores`` (N, K), ``labels`` (N, L), same item order
@@ -8,7 +8,7 @@ items for all seeds, so it holds the item noise of the mean and not the seed noi
 shows that); predictions whose AUROC is not the one the run reported (a stale file) are not
 used. Otherwise it is read off the runs' own intervals (``auroc_ci95``): the run's
 interval for one seed, the mean of the seeds' bounds for several (an approximation: wider than
-the interval of the mean). ``Cell.ci_method`` says which.
+the interval of the mean). ``GridCell.ci_method`` says which.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ ColumnKey = tuple[str, float]  # (dataset, fraction)
 
 
 @dataclass
-class Cell:
+class GridCell:
     metric: str
     records: list[dict]  # one per seed, by seed
     ci: tuple[float, float] | None = None  # 95% CI of the seed mean (fractions), AUROC only
@@ -72,10 +72,10 @@ class Grid:
     metric: str
     rows: list[RowKey]
     columns: list[ColumnKey]
-    cells: dict[tuple[RowKey, ColumnKey], Cell] = field(default_factory=dict)
+    cells: dict[tuple[RowKey, ColumnKey], GridCell] = field(default_factory=dict)
     n_bootstrap: int = 0
 
-    def get(self, row: RowKey, column: ColumnKey) -> Cell | None:
+    def get(self, row: RowKey, column: ColumnKey) -> GridCell | None:
         return self.cells.get((row, column))
 
     @property
@@ -89,7 +89,7 @@ class Grid:
     def method_of(self, row: RowKey) -> str:
         return next(cell.method for (r, _), cell in self.cells.items() if r == row)
 
-    def row_cells(self, row: RowKey) -> list[Cell]:
+    def row_cells(self, row: RowKey) -> list[GridCell]:
         return [cell for (r, _), cell in self.cells.items() if r == row]
 
 
@@ -110,7 +110,7 @@ def build_grid(records: list[dict], metric: str, *, rows=None, n_bootstrap: int 
                 n_bootstrap=n_bootstrap if metric == "auroc" else 0)
     for key, members in groups.items():
         members = sorted(members, key=lambda r: r["seed"])
-        cell = Cell(metric, members)
+        cell = GridCell(metric, members)
         if metric == "auroc":
             cell.ci, cell.ci_method = seed_mean_ci(members, n_bootstrap, bootstrap_seed)
         grid.cells[key] = cell
