@@ -175,8 +175,9 @@ def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSpli
     run.save_metrics(metrics)
     if not train.keep_checkpoint:
         run.remove_checkpoint()
-    console.print(final_line(test, job, result))
-    run.log(final_line(test, job, result))
+    line = final_line(test, job, result)
+    console.print(line)
+    run.log(line)
     warning = one_class_warning(test, info.task)
     if warning:
         print_warning(console, warning)
