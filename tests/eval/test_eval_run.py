@@ -1,6 +1,8 @@
 """`medpeft eval` on damaged run folders and on other data: clear errors, right labels."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 
@@ -75,3 +77,45 @@ def test_other_labels_or_another_order_are_refused(run, tmp_path):
     info = load_dataset(DATA).info
     with pytest.raises(ValueError, match="the same labels in another order"):
         check_labels(swapped, info, run, DATA)
+
+
+def test_eval_scores_at_the_runs_stored_thresholds(copy, capsys):
+    from medpeft.data import load_dataset
+    saved = json.loads((copy / "metrics.json").read_text())["test"]
+    adapter = json.loads((copy / "adapter_config.json").read_text())
+    assert adapter["thresholds"] == saved["thresholds"]
+    again = evaluate_run(copy, n_bootstrap=0)
+    assert again["thresholds"] == saved["thresholds"]
+    assert again["acc_at_val_threshold"] == pytest.approx(saved["acc_at_val_threshold"])
+    assert again["f1_macro_at_val_threshold"] == pytest.approx(saved["f1_macro_at_val_threshold"])
+    # thresholds of 0 call every image positive: accuracy at them is the test split's positive share
+    (copy / "adapter_config.json").write_text(json.dumps(dict(adapter, thresholds={k: 0.0 for k in adapter["labels"]})))
+    at_zero = evaluate_run(copy, n_bootstrap=0)
+    assert at_zero["thresholds"] == {k: 0.0 for k in adapter["labels"]}
+    assert at_zero["acc_at_val_threshold"] == pytest.approx(load_dataset(DATA).test.labels.mean())
+    assert at_zero["one_class_at_val_threshold"] is True
+    assert at_zero["auroc"] == pytest.approx(again["auroc"]) and at_zero["acc"] == pytest.approx(again["acc"])
+    assert main(["eval", str(copy), "--n-bootstrap", "0", "--format", "csv"]) == 0
+    rows = dict(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows["macro-F1 (val threshold)"] == f"{100 * at_zero['f1_macro_at_val_threshold']:.2f}"
+    assert rows["val threshold nodule"] == "0.0000"
+    assert rows["one decision for every image"].endswith(
+        "nodule, effusion, cardiomegaly, opacity, pneumothorax at the val threshold")
+
+
+def test_a_run_without_stored_thresholds_gets_them_from_its_validation_split(copy):
+    saved = json.loads((copy / "metrics.json").read_text())["test"]
+    adapter = json.loads((copy / "adapter_config.json").read_text())
+    del adapter["thresholds"]  # as written before thresholds were stored
+    (copy / "adapter_config.json").write_text(json.dumps(adapter))
+    again = evaluate_run(copy, n_bootstrap=0)
+    assert again["thresholds"] == pytest.approx(saved["thresholds"])
+    other = evaluate_run(copy, data_spec="synthetic-cxr?n=64&n_val=32&n_test=48&size=16&seed=5", n_bootstrap=0)
+    assert other["thresholds"] == pytest.approx(saved["thresholds"])  # the run's own, not the other data's
+
+
+def test_malformed_stored_thresholds_are_a_clear_error(copy):
+    adapter = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps(dict(adapter, thresholds="high")))
+    with pytest.raises(ValueError, match=r"adapter_config.json: 'thresholds' must map each label to a number"):
+        evaluate_run(copy, n_bootstrap=0)

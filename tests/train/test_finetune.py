@@ -43,8 +43,15 @@ def test_run_directory_contract(tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["test"]["auroc"] == pytest.approx(metrics["test"]["auroc"])
     for key in ("val", "test", "best_epoch", "epochs_run", "trainable_params", "total_params",
-                "wall_time_s", "train_img_per_s"):
+                "wall_time_s", "train_img_per_s", "steps", "planned_steps", "planned_epochs", "val_every"):
         assert key in saved
+    assert (saved["steps"], saved["planned_steps"], saved["planned_epochs"], saved["val_every"]) == (6, 6, 2, 1)
+    # the thresholds chosen on validation are stored with the adapter and reported beside the 0.5 figures
+    labels = ["nodule", "effusion", "cardiomegaly", "opacity", "pneumothorax"]
+    assert list(saved["test"]["thresholds"]) == labels
+    assert json.loads((run / "adapter_config.json").read_text())["thresholds"] == saved["test"]["thresholds"]
+    for key in ("acc_at_val_threshold", "f1_macro_at_val_threshold"):
+        assert 0.0 <= saved["test"][key] <= 1.0
     low, high = saved["test"]["auroc_ci95"]
     assert 0.0 <= low <= saved["test"]["auroc"] <= high <= 1.0
     adapter = load_file(str(run / "adapter_model.safetensors"))
@@ -53,6 +60,8 @@ def test_run_directory_contract(tmp_path):
     # the saved weights score the same when re-attached to a rebuilt backbone
     again = evaluate_run(run, n_bootstrap=0)
     assert again["auroc"] == pytest.approx(metrics["test"]["auroc"], abs=1e-6)
+    assert again["thresholds"] == saved["test"]["thresholds"]
+    assert again["f1_macro_at_val_threshold"] == pytest.approx(saved["test"]["f1_macro_at_val_threshold"])
 
 
 def test_same_config_and_seed_give_the_same_metrics(tmp_path):
@@ -63,8 +72,10 @@ def test_same_config_and_seed_give_the_same_metrics(tmp_path):
     assert other["test"]["auroc"] != first["test"]["auroc"]
 
 
-def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    config = tiny_config(method="fft", epochs=3, keep_checkpoint=True)
+@pytest.mark.parametrize("length", [{"epochs": 3}, {"steps": 14, "val_every": 2, "patience": 1}],
+                         ids=["epochs", "steps-val_every"])  # the second stops early after epoch 4
+def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, monkeypatch, length):
+    config = tiny_config(method="fft", keep_checkpoint=True, **length)
     reference = finetune(config, tmp_path / "whole", console=QUIET)
 
     real_loss = loop_module.ClassifierJob.loss
@@ -151,6 +162,91 @@ def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
                  "--out", str(tmp_path / "x")])
     assert code == 2
     assert "unknown option" in capsys.readouterr().out
+
+
+def test_a_step_budget_runs_exactly_that_many_optimiser_steps(tmp_path, monkeypatch):
+    from medpeft.runtime import loop as runtime_loop
+    real_step, taken = runtime_loop.optimizer_step, []
+
+    def counted(*args, **kwargs):
+        taken.append(kwargs["epoch"])
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_loop, "optimizer_step", counted)
+    metrics = finetune(tiny_config(epochs=10, steps=5), tmp_path / "run", console=QUIET)  # 3 steps per epoch
+    assert taken == [0, 0, 0, 1, 1]  # the budget ends in the middle of the second epoch
+    assert (metrics["steps"], metrics["planned_steps"], metrics["planned_epochs"], metrics["epochs_run"]) == (5, 5, 2, 2)
+    assert [h["steps"] for h in metrics["history"]] == [3, 5]
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "5 optimiser steps (2 epochs of 3 steps, the last one 2)" in log
+    assert "(best epoch" in log and "5 steps" in log.splitlines()[-2]
+
+
+def test_min_steps_raises_the_epochs_of_a_small_label_fraction(tmp_path):
+    config = tiny_config(epochs=2, min_steps=12)
+    config.data.fraction = 0.1  # 10 of 96 training images: one step per epoch
+    metrics = finetune(config, tmp_path / "run", console=QUIET)
+    assert metrics["train_size"] <= 32 and metrics["steps_per_epoch"] == 1
+    assert (metrics["planned_epochs"], metrics["epochs_run"], metrics["steps"]) == (12, 12, 12)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "warning: this run takes only 12 optimiser steps" in log and "--min-steps" in log
+
+
+def test_a_short_run_and_a_warmup_as_long_as_the_run_are_warned_about():
+    from medpeft.runtime import Plan, TrainConfig as Train
+    from medpeft.train.loop import MIN_STEPS, plan_warnings
+    train = Train(warmup_epochs=1.0)
+    short = plan_warnings(Plan(steps_per_epoch=1, total_steps=MIN_STEPS - 1, epochs=MIN_STEPS - 1, warmup_steps=1),
+                          47, train)
+    assert len(short) == 1 and "only 49 optimiser steps" in short[0] and "--min-steps" in short[0]
+    assert "--steps" in short[0]
+    assert plan_warnings(Plan(1, MIN_STEPS, MIN_STEPS, 1), 47, train) == []
+    warmup = plan_warnings(Plan(74, 60, 1, 74), 4708, train)  # --steps 60 with one warmup epoch of 74 steps
+    assert len(warmup) == 1 and "--warmup-epochs" in warmup[0]
+
+
+def scripted_validation(monkeypatch, aurocs):
+    """Validation during training returns the next of ``aurocs``; the final scoring is real."""
+    real, calls = loop_module.evaluate, iter(aurocs)
+
+    def evaluate(*args, **kwargs):
+        if "thresholds" in kwargs:  # the test split, at the end
+            return real(*args, **kwargs)
+        return {"auroc": next(calls), "acc": 0.5}
+
+    monkeypatch.setattr(loop_module, "evaluate", evaluate)
+
+
+def test_val_every_validates_every_nth_epoch_and_patience_counts_validations(tmp_path, monkeypatch):
+    # validations after epochs 2, 4, 6, 8: best at the second (epoch 4), then two without improvement
+    scripted_validation(monkeypatch, [0.6, 0.7, 0.65, 0.69, 0.99])
+    metrics = finetune(tiny_config(epochs=12, val_every=2, patience=2), tmp_path / "run", console=QUIET)
+    assert metrics["epochs_run"] == 8 and metrics["best_epoch"] == 4 and metrics["val_every"] == 2
+    assert [h["epoch"] + 1 for h in metrics["history"] if "val_auroc" in h] == [2, 4, 6, 8]
+    assert [h.get("val_auroc") for h in metrics["history"]] == [None, 0.6, None, 0.7, None, 0.65, None, 0.69]
+    assert "early stopping: no val improvement in 2 validation(s) (4 epochs)" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_the_last_epoch_is_always_validated(tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [0.6, 0.7, 0.8])
+    metrics = finetune(tiny_config(epochs=5, val_every=2), tmp_path / "run", console=QUIET)
+    assert [h["epoch"] + 1 for h in metrics["history"] if "val_auroc" in h] == [2, 4, 5]
+    assert metrics["best_epoch"] == 5
+
+
+def test_a_run_that_predicts_one_class_is_flagged(tmp_path, monkeypatch):
+    import io
+    from medpeft.runtime import scoring
+    monkeypatch.setattr(scoring, "probabilities", lambda logits, task: torch.full_like(logits, 0.3))
+    out = io.StringIO()
+    metrics = finetune(tiny_config(epochs=1), tmp_path / "run", console=Console(file=out, width=400))
+    assert metrics["test"]["one_class"] is True and len(metrics["test"]["one_class_labels"]) == 5
+    assert metrics["test"]["one_class_at_val_threshold"] is True
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["test"]["one_class_labels"] == metrics["test"]["one_class_labels"]
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "ONE CLASS" in log and "warning: the model gives every test image the same decision" in log
+    assert "ONE CLASS" in out.getvalue() and "same decision" in out.getvalue()
 
 
 @pytest.mark.parametrize("method", ["fft", "lora", "linear"])

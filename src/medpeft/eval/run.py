@@ -1,4 +1,10 @@
-"""Re-scoring a finished run directory, on its own data or on another dataset spec."""
+"""Re-scoring a finished run directory, on its own data or on another dataset spec.
+
+Binary and multilabel runs are also scored at their decision thresholds (chosen on the run's
+own validation split when it finished, stored in ``adapter_config.json``), whatever data is
+scored. A run from before thresholds were stored gets them recomputed from its own validation
+split with its saved weights, which gives what training would have stored.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +13,7 @@ import torch.nn as nn
 
 from ..methods import Method, load_adapter, read_adapter_config
 from ..runtime import (RunConfig, RunDir, autocast_for, build_base, evaluate, load_splits, make_loader,
-                       resolve_device)
+                       resolve_device, validation_thresholds)
 
 
 def load_run_model(run_dir) -> tuple[nn.Module, Method, RunConfig]:
@@ -37,9 +43,27 @@ def evaluate_run(run_dir, *, data_spec: str | None = None, data_root: str | None
     check_labels(adapter, splits.info, run_dir, data.spec)
     model, _, config = load_run_model(run_dir)
     model.to(device)
+    autocast = autocast_for(device, config.train.precision)
+    thresholds = stored_thresholds(adapter, run.path)
+    if thresholds is None and splits.info.task != "multiclass":  # a run from before thresholds were stored
+        own = splits if data_spec is None else load_splits(config.data, config.backbone)
+        _, thresholds = validation_thresholds(model, make_loader(own.val, config.train, shuffle=False), own.info,
+                                              device, autocast=autocast)
     loader = make_loader(splits.split(split), config.train, shuffle=False)
     return evaluate(model, loader, splits.info, device, n_bootstrap=n_bootstrap, seed=config.train.seed,
-                    autocast=autocast_for(device, config.train.precision))
+                    autocast=autocast, thresholds=thresholds)
+
+
+def stored_thresholds(adapter: dict, run_dir) -> dict[str, float] | None:
+    """The decision thresholds saved with a run ({label: threshold}), or None if it has none."""
+    thresholds = adapter.get("thresholds")
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in thresholds.values()):
+        raise ValueError(f"{run_dir}/adapter_config.json: 'thresholds' must map each label to a number, got "
+                         f"{thresholds!r}; delete the entry to recompute them from the run's validation split")
+    return {str(k): float(v) for k, v in thresholds.items()}
 
 
 def check_labels(adapter: dict, info, run_dir, spec: str) -> None:

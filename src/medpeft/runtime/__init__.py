@@ -3,17 +3,18 @@ lr schedule, progress, the optimiser step, the run directory, metrics and scorin
 config and its assembly, and the one epoch loop (:mod:`medpeft.runtime.loop`)."""
 from .build import build_base, build_model, load_splits, make_loader, resolve_run_config
 from .device import autocast_for, resolve_device
-from .loop import EpochEnd, EpochStats, Job, LoopResult, LoopSettings, run_epochs
-from .metrics import bootstrap_ci, compute_metrics, macro_auroc, per_label_auroc
+from .loop import EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, run_epochs
+from .metrics import (best_f1_threshold, bootstrap_ci, compute_metrics, decision_thresholds, macro_auroc,
+                      one_class_warning, per_label_auroc)
 from .rundir import RunDir, RunInUse, run_slug
 from .runconfig import DataConfig, RunConfig, TrainConfig
-from .scoring import evaluate, predict, probabilities
+from .scoring import evaluate, predict, probabilities, validation_thresholds
 from .seeding import epoch_seed, seed_everything
 from .step import TrainingDiverged
 
 __all__ = ["build_base", "build_model", "load_splits", "make_loader", "resolve_run_config",
            "autocast_for", "resolve_device", "EpochEnd", "EpochStats", "Job", "LoopResult",
-           "LoopSettings", "run_epochs", "bootstrap_ci", "compute_metrics", "macro_auroc",
-           "per_label_auroc", "RunDir", "RunInUse", "run_slug", "DataConfig", "RunConfig",
-           "TrainConfig", "evaluate", "predict", "probabilities", "epoch_seed", "seed_everything",
-           "TrainingDiverged"]
+           "LoopSettings", "Plan", "run_epochs", "best_f1_threshold", "bootstrap_ci", "compute_metrics",
+           "decision_thresholds", "macro_auroc", "one_class_warning", "per_label_auroc", "RunDir",
+           "RunInUse", "run_slug", "DataConfig", "RunConfig", "TrainConfig", "evaluate", "predict",
+           "probabilities", "validation_thresholds", "epoch_seed", "seed_everything", "TrainingDiverged"]

@@ -6,8 +6,12 @@ rest, written once: restore from the last checkpoint on resume, reseed every epo
 (seed, epoch), set the warmup-cosine learning rate every iteration, take the optimiser step
 (refusing a non-finite loss), show progress, log one line per epoch, and write
 ``checkpoint-last.pt``. A run resumed after epoch k therefore continues exactly as if it had
-never stopped. The length of a run is a number of epochs, optionally capped by a number of
-optimiser steps (``max_steps``), so a 1% subset can be given a budget in steps.
+never stopped.
+
+The length of a run (:class:`Plan`) is a number of epochs, or a number of optimiser steps
+(``steps``: the last epoch may be partial), or epochs raised to take at least ``min_steps``
+steps: with 47 labelled images and batch 64 an epoch is one step, so "10 epochs" would be ten
+updates, and a 1% subset is given its budget in steps instead.
 
 Written here rather than taken from a trainer library (Lightning, HF Trainer, Ignite) because
 the run-directory, resume and seeding contracts of DESIGN.md are the point of it and each of
@@ -43,8 +47,9 @@ class LoopSettings:
     warmup_epochs: float
     clip_grad: float | None = None
     num_workers: int = 0
-    max_steps: int | None = None  # stop after this many optimiser steps (None: epochs decide)
     pin_memory: bool = False
+    steps: int | None = None  # run length in optimiser steps; overrides epochs (the last epoch may be partial)
+    min_steps: int | None = None  # raise epochs (whole ones) until the run takes at least this many steps
 
 
 @dataclass
@@ -59,10 +64,21 @@ class Plan:
     @classmethod
     def of(cls, settings: LoopSettings, train_size: int) -> "Plan":
         per_epoch = max(1, math.ceil(train_size / settings.batch_size))
-        total = settings.epochs * per_epoch
-        if settings.max_steps is not None:
-            total = settings.max_steps
+        if settings.steps is not None:
+            total = settings.steps
+        else:
+            epochs = settings.epochs
+            if settings.min_steps is not None:
+                epochs = max(epochs, math.ceil(settings.min_steps / per_epoch))
+            total = epochs * per_epoch
         return cls(per_epoch, total, math.ceil(total / per_epoch), settings.warmup_epochs * per_epoch)
+
+    def describe(self) -> str:
+        """E.g. ``500 optimiser steps (500 epochs of 1 step)``."""
+        last = self.total_steps - (self.epochs - 1) * self.steps_per_epoch
+        partial = f", the last one {last}" if last != self.steps_per_epoch else ""
+        return (f"{self.total_steps} optimiser steps ({self.epochs} epoch{'s' * (self.epochs != 1)} of "
+                f"{self.steps_per_epoch} step{'s' * (self.steps_per_epoch != 1)}{partial})")
 
 
 @dataclass

@@ -8,6 +8,7 @@ data, naming the method and the valid options.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..config import from_dict, to_dict
@@ -18,6 +19,7 @@ from ..models.backbones import BackboneConfig
 from .device import check_device_name, check_precision
 
 OPTIMIZERS = ("adamw", "sgd")
+AUTO_VALIDATIONS = 50  # val_every=None: runs of more epochs than this validate about this many times
 
 
 @dataclass
@@ -37,18 +39,21 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10  # maximum number of epochs
+    epochs: int = 10  # maximum number of epochs (unless steps is set; min_steps may raise it)
+    steps: int | None = None  # run length in optimiser steps; overrides epochs (the last epoch may be partial)
+    min_steps: int | None = None  # raise epochs until the run takes at least this many optimiser steps
     batch_size: int = 64
     optimizer: str = "adamw"  # adamw | sgd
     blr: float | None = None  # base lr; lr = blr * batch_size / 256 (MAE); None = the method's default
     lr: float | None = None  # absolute learning rate; overrides blr when set
     min_lr: float = 1e-6  # floor of the cosine schedule (at most the peak lr)
-    warmup_epochs: float = 1.0  # linear warmup length
+    warmup_epochs: float = 1.0  # linear warmup length, in epochs
     weight_decay: float = 0.05  # decoupled weight decay (not on biases, norms, tokens)
     layer_decay: float = 0.75  # ViT layer-wise lr decay (MAE/BEiT); 1.0 disables
     momentum: float = 0.9  # SGD momentum
     clip_grad: float | None = None  # max gradient norm (> 0); None = no clipping
-    patience: int | None = None  # early stopping: epochs without val improvement; None = off
+    patience: int | None = None  # early stopping: validations without val improvement (see val_every); None = off
+    val_every: int | None = None  # validate every N epochs and after the last; None: each epoch (over 50 epochs: ~50 times)
     seed: int = 0  # seeds model init, data order, dropout and augmentation
     num_workers: int = 0  # DataLoader workers (0 = in process; raise for file datasets on GPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -61,6 +66,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("steps", "min_steps", "val_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
+        if self.steps is not None and self.min_steps is not None:
+            raise ValueError(f"steps ({self.steps}, an exact run length) and min_steps ({self.min_steps}, a floor "
+                             "on the epochs) cannot both be set; keep one of --steps and --min-steps")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         check_precision(self.precision)
@@ -75,7 +87,16 @@ class TrainConfig:
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.patience is not None and self.patience < 1:
-            raise ValueError("patience must be at least 1 epoch (or None to disable)")
+            raise ValueError(f"patience must be at least 1 validation (or None to disable), got {self.patience}")
+
+    def validation_interval(self, epochs: int) -> int:
+        """Epochs between validations in a run of ``epochs`` planned epochs: ``val_every``, or
+        1 up to AUTO_VALIDATIONS epochs and ceil(epochs / AUTO_VALIDATIONS) beyond, so a 1% subset
+        trained for 500 one-step epochs is validated 50 times, not 500. (The last epoch is always
+        validated, and ``patience`` counts validations.)"""
+        if self.val_every is not None:
+            return self.val_every
+        return max(1, math.ceil(epochs / AUTO_VALIDATIONS))
 
     def learning_rate(self, default_blr: float) -> float:
         """The absolute peak learning rate: ``lr``, else ``blr`` (or the method's) x batch / 256."""

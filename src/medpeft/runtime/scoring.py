@@ -1,5 +1,5 @@
 """Running a model over a split and scoring it (validation during training, test at the end,
-re-scoring of saved runs)."""
+re-scoring of saved runs), and choosing decision thresholds on a validation split."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..data.base import DatasetInfo
-from .metrics import compute_metrics
+from .metrics import compute_metrics, decision_thresholds
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -34,6 +34,16 @@ def predict(model: nn.Module, loader: DataLoader, task: str, device: torch.devic
 
 
 def evaluate(model: nn.Module, loader: DataLoader, info: DatasetInfo, device: torch.device, *,
-             n_bootstrap: int = 0, seed: int = 0, autocast=None) -> dict:
+             n_bootstrap: int = 0, seed: int = 0, autocast=None, thresholds: dict[str, float] | None = None) -> dict:
+    """The metrics of ``model`` on ``loader`` (with ``thresholds``: also at those decision thresholds)."""
     scores, labels = predict(model, loader, info.task, device, autocast)
-    return compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=n_bootstrap, seed=seed)
+    return compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=n_bootstrap, seed=seed,
+                           thresholds=thresholds)
+
+
+def validation_thresholds(model: nn.Module, loader: DataLoader, info: DatasetInfo, device: torch.device, *,
+                          autocast=None) -> tuple[dict, dict[str, float] | None]:
+    """(metrics of ``loader``'s split, the decision thresholds chosen on it; None for multiclass)."""
+    scores, labels = predict(model, loader, info.task, device, autocast)
+    metrics = compute_metrics(scores, labels, info.task, info.column_names)
+    return metrics, decision_thresholds(scores, labels, info.task, info.column_names)

@@ -350,8 +350,11 @@ class Engine:
                 searched = _with_patience(searched, self.study.search.patience)
             run_dir = Path(trial.user_attrs.get("run_dir") or Path("runs") / "search" / group / f"t{trial.number}")
 
-            def report(epoch: int, val: dict, trial=trial) -> None:
-                trial.report(val["auroc"], step=epoch)
+            validations = []
+
+            def report(epoch: int, val: dict, trial=trial) -> None:  # ASHA's resource: validations
+                validations.append(val["auroc"])
+                trial.report(val["auroc"], step=len(validations))
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val AUROC {val['auroc']:.4f})")
 
@@ -397,7 +400,8 @@ class Engine:
         record = {k: v for k, v in metrics.items() if k != "history"}
         trial.set_user_attr("record", json.loads(json.dumps(record)))
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-        value = max(h["val_auroc"] for h in metrics["history"]) if search else metrics["val"]["auroc"]
+        value = (max(h["val_auroc"] for h in metrics["history"] if "val_auroc" in h) if search
+                 else metrics["val"]["auroc"])
         study.tell(trial, value)
         self.console.print(f"{_label(cell)}: test AUROC {metrics['test']['auroc']:.4f}, val {metrics['val']['auroc']:.4f}"
                            f" ({time.perf_counter() - started:.0f} s)")

@@ -10,15 +10,38 @@ from .tables import percent
 
 
 def metrics_table(metrics: dict, title: str = "") -> Table:
+    """One split's metrics: AUROC, accuracy and macro-F1 at 0.5 (argmax for multiclass) and at the
+    run's validation thresholds, the labels decided the same way for every image, per-label AUROC
+    and thresholds."""
     table = Table(title=title, columns=["metric", "value"])
     ci = metrics.get("auroc_ci95")
     table.add_row("AUROC (macro)", percent(metrics["auroc"], 2)
                   + (f"  [{percent(ci[0], 2)}, {percent(ci[1], 2)}]" if ci else ""))
-    table.add_row("accuracy", percent(metrics["acc"], 2))
-    table.add_row("macro-F1", percent(metrics["f1_macro"], 2), rule=True)
+    thresholds = metrics.get("thresholds")
+    table.add_row("accuracy" + (" (threshold 0.5)" if thresholds else ""), percent(metrics["acc"], 2))
+    table.add_row("macro-F1" + (" (threshold 0.5)" if thresholds else ""), percent(metrics["f1_macro"], 2))
+    if thresholds:
+        table.add_row("accuracy (val threshold)", percent(metrics["acc_at_val_threshold"], 2))
+        table.add_row("macro-F1 (val threshold)", percent(metrics["f1_macro_at_val_threshold"], 2))
+    if "one_class_labels" in metrics:
+        table.add_row("one decision for every image", _one_class_text(metrics))
+    table.rules_after.add(len(table.rows) - 1)
     for name, value in metrics.get("auroc_per_label", {}).items():
         table.add_row(f"AUROC {name}", percent(value, 2))
+    for name, value in (thresholds or {}).items():
+        table.add_row(f"val threshold {name}", f"{value:.4f}")
     return table
+
+
+def _one_class_text(metrics: dict) -> str:
+    """E.g. "nodule, effusion at 0.5; nodule at the val threshold", or "none"."""
+    parts = []
+    if metrics.get("one_class_labels"):
+        rule = "at 0.5" if "thresholds" in metrics else "at 0.5 / argmax"
+        parts.append(f"{', '.join(metrics['one_class_labels'])} {rule}")
+    if metrics.get("one_class_labels_at_val_threshold"):
+        parts.append(f"{', '.join(metrics['one_class_labels_at_val_threshold'])} at the val threshold")
+    return "; ".join(parts) or "none"
 
 
 def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None = None,

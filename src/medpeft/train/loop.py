@@ -1,13 +1,24 @@
 """Fine-tuning: one classifier run from its config to a finished run directory.
 
-Every epoch (driven by :func:`medpeft.runtime.run_epochs`): train under the warmup-cosine
-schedule, score the validation split, keep the best weights (by validation macro AUROC) and
-stop early after ``patience`` epochs without improvement. At the end, the best weights are
-scored on the test split and the run directory is completed (DESIGN.md).
+Driven by :func:`medpeft.runtime.run_epochs`: train under the warmup-cosine schedule for the
+run's length (``epochs``; or ``steps`` optimiser steps; or epochs raised to take ``min_steps``),
+score the validation split every ``val_every`` epochs and after the last, keep the best
+weights (by validation macro AUROC) and stop early after ``patience`` validations without
+improvement. At the end the best weights' validation scores choose each label's decision
+threshold (binary and multilabel: the one that maximises validation F1), the test split is
+scored at 0.5 and at those thresholds, and the run directory is completed (DESIGN.md).
+
+Two ways a run can look trained without being so are warned about, on the console and in the
+log: fewer than MIN_STEPS optimiser steps (47 labelled images at batch 64 are one step per
+epoch), and the same decision for every test image.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 import torch.nn as nn
 from rich.console import Console
@@ -18,22 +29,32 @@ from ..data.base import DatasetInfo, DataSplits
 from ..data.summary import describe
 from ..methods import (Method, adapter_state_dict, count_parameters, describe_trainable, load_adapter_state,
                        save_adapter)
-from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunConfig, RunDir, autocast_for,
-                       build_model, evaluate, load_splits, make_loader, resolve_device, resolve_run_config,
-                       run_epochs)
+from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
+                       autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
+                       one_class_warning, predict, resolve_device, resolve_run_config, run_epochs,
+                       validation_thresholds)
 from .optim import build_optimizer, loss_function
+
+MIN_STEPS = 50  # fewer optimiser steps than this: warn that the run will barely train
+PREDICTIONS = "predictions-test.npz"  # test scores and labels, for reports' CIs over seeds
+MAY_CHANGE = ("epochs", "steps", "min_steps")  # a longer run keeps the weights so far: --resume may extend it
 
 
 class ClassifierJob(Job):
-    """What one batch and one epoch of fine-tuning do; keeps the best epoch's weights."""
+    """What one batch and one epoch of fine-tuning do; keeps the best validated epoch's weights.
+
+    Validates after every ``val_every``-th epoch and after the last; ``patience`` counts
+    validations (with ``val_every`` 1, epochs)."""
 
     def __init__(self, model: nn.Module, method: Method, optimizer, criterion: nn.Module, val_loader: DataLoader,
-                 info: DatasetInfo, device, autocast, patience: int | None, source: str,
+                 info: DatasetInfo, device, autocast, patience: int | None, source: str, val_every: int = 1,
                  on_validation: Callable[[int, dict], None] | None = None):
         self.model, self.method, self.optimizer, self.criterion = model, method, optimizer, criterion
         self.val_loader, self.info, self.device, self.autocast = val_loader, info, device, autocast
-        self.patience, self.source, self.on_validation = patience, source, on_validation
+        self.patience, self.source, self.val_every = patience, source, val_every
+        self.on_validation = on_validation
         self.best: dict | None = None
+        self.validations = 0  # validations so far
 
     def loss(self, batch):
         images, targets = batch
@@ -41,18 +62,26 @@ class ClassifierJob(Job):
         logits = self.model(images)
         return self.criterion(logits.float(), targets), len(images)
 
+    def validates(self, stats: EpochStats) -> bool:
+        return (stats.epoch + 1) % self.val_every == 0 or stats.epoch + 1 == stats.epochs
+
     def end_epoch(self, stats: EpochStats) -> EpochEnd:
+        if not self.validates(stats):
+            return EpochEnd({"epoch": stats.epoch, "train_loss": stats.loss, "lr": stats.lr, "steps": stats.steps})
         val = evaluate(self.model, self.val_loader, self.info, self.device, autocast=self.autocast)
+        self.validations += 1
         improved = self.best is None or val["auroc"] > self.best["auroc"]
         if improved:
-            self.best = {"auroc": val["auroc"], "epoch": stats.epoch, "state": self.model_state()}
+            self.best = {"auroc": val["auroc"], "epoch": stats.epoch, "validation": self.validations,
+                         "state": self.model_state()}
         record = {"epoch": stats.epoch, "train_loss": stats.loss, "val_auroc": val["auroc"],
-                  "val_acc": val["acc"], "lr": stats.lr}
+                  "val_acc": val["acc"], "lr": stats.lr, "steps": stats.steps}
         if self.on_validation is not None:  # e.g. a study's pruner, which may stop the run
             self.on_validation(stats.epoch, val)
         stop = ""
-        if self.patience is not None and stats.epoch - self.best["epoch"] >= self.patience:
-            stop = f"early stopping: no val improvement for {self.patience} epochs"
+        if self.patience is not None and self.validations - self.best["validation"] >= self.patience:
+            stop = (f"early stopping: no val improvement in {self.patience} validation(s) "
+                    f"({stats.epoch - self.best['epoch']} epochs)")
         return EpochEnd(record, text=f"val auroc {val['auroc']:.4f}  acc {val['acc']:.4f}",
                         note="*best" if improved else "", stop=stop)
 
@@ -63,10 +92,10 @@ class ClassifierJob(Job):
         load_adapter_state(self.model, state, source=self.source)
 
     def extra_state(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "validations": self.validations}
 
     def load_extra_state(self, state: dict) -> None:
-        self.best = state["best"]
+        self.best, self.validations = state["best"], state["validations"]
 
 
 def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Console | None = None,
@@ -81,7 +110,7 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
         print_warning(console, warning)
     run = RunDir(out_dir)
     with run.lock():
-        state = run.start(config.to_dict(), resume=resume)
+        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
         for warning in warnings:
             run.log(f"warning: {warning}")
         return _train(config, run, state, console, progress, on_validation)
@@ -102,45 +131,93 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
         run.log(report.summary().replace("\n", " |"))
     console.print(f"{config.backbone.name} + {method.name}: {describe_trainable(model)}")
     lr = config.learning_rate
-    console.print(f"optimizer {train.optimizer}, peak lr {lr:.3g}, batch {train.batch_size}, "
-                  f"{train.epochs} epochs, layer decay {train.layer_decay:g}, device {device}")
+    settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed, lr=lr,
+                            min_lr=train.min_lr, warmup_epochs=train.warmup_epochs, clip_grad=train.clip_grad,
+                            num_workers=train.num_workers, pin_memory=device.type == "cuda",
+                            steps=train.steps, min_steps=train.min_steps)
+    plan = Plan.of(settings, len(splits.train))
+    val_every = train.validation_interval(plan.epochs)
+    length = f"{plan.describe()}, validating every {val_every} epoch{'s' * (val_every != 1)}"
+    console.print(f"optimizer {train.optimizer}, peak lr {lr:.3g}, batch {train.batch_size}, {length}, "
+                  f"layer decay {train.layer_decay:g}, device {device}")
     optimizer = build_optimizer(model, train, lr)
     job = ClassifierJob(model, method, optimizer, loss_function(info.task),
                         make_loader(splits.val, train, shuffle=False), info, device, autocast,
-                        train.patience, source=str(run.checkpoint_path), on_validation=on_validation)
+                        train.patience, source=str(run.checkpoint_path), val_every=val_every,
+                        on_validation=on_validation)
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
-                f"{len(splits.train)} training images ({splits.subset_note})")
-    settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed, lr=lr,
-                            min_lr=train.min_lr, warmup_epochs=train.warmup_epochs, clip_grad=train.clip_grad,
-                            num_workers=train.num_workers, pin_memory=device.type == "cuda")
-    result = run_epochs(job, splits.train, settings, run, config=config.to_dict(), state=state,
-                        autocast=autocast, console=console, progress=progress)
+                f"{len(splits.train)} training images ({splits.subset_note}); {length}")
+    for warning in plan_warnings(plan, len(splits.train), train):
+        print_warning(console, warning)
+        run.log(f"warning: {warning}")
+    result = run_epochs(job, splits.train, settings, run, config=config.to_dict(), may_change=MAY_CHANGE,
+                        state=state, autocast=autocast, console=console, progress=progress)
     load_adapter_state(model, job.best["state"], source="best epoch")
-    return _finish(run, config, job, splits, result, console)
+    return _finish(run, config, job, splits, result, plan, console)
 
 
-def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSplits, result: LoopResult,
+def plan_warnings(plan: Plan, train_size: int, train: TrainConfig) -> list[str]:
+    """What is wrong with a run's length before it starts: too few steps, a warmup as long as the run."""
+    warnings = []
+    if plan.total_steps < MIN_STEPS:
+        warnings.append(f"this run takes only {plan.total_steps} optimiser steps ({train_size} training images, "
+                        f"batch {train.batch_size}, {plan.epochs} epochs), too few to train it; lengthen it "
+                        f"with --min-steps (e.g. --min-steps 500: epochs are raised to take at least that "
+                        f"many steps) or --steps N (exactly N steps)")
+    if plan.warmup_steps >= plan.total_steps:
+        warnings.append(f"the warmup ({train.warmup_epochs:g} epochs = {plan.warmup_steps:g} steps) is as long "
+                        f"as the run ({plan.total_steps} steps): the learning rate never reaches its peak nor "
+                        f"decays; lower --warmup-epochs or lengthen the run")
+    return warnings
+
+
+def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSplits, result: LoopResult, plan: Plan,
             console: Console) -> dict:
     train, model, info = config.train, job.model, splits.info
-    test = evaluate(model, make_loader(splits.test, train, shuffle=False), info, job.device,
-                    n_bootstrap=train.n_bootstrap, seed=train.seed, autocast=job.autocast)
-    val = evaluate(model, job.val_loader, info, job.device, autocast=job.autocast)
+    val, thresholds = validation_thresholds(model, job.val_loader, info, job.device, autocast=job.autocast)
+    scores, labels = predict(model, make_loader(splits.test, train, shuffle=False), info.task, job.device,
+                             autocast=job.autocast)
+    test = compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=train.n_bootstrap,
+                           seed=train.seed, thresholds=thresholds)
+    save_predictions(run.path / PREDICTIONS, scores, labels, info.task)
     trainable, total = count_parameters(model)
     metrics = {"val": val, "test": test, "best_epoch": job.best["epoch"] + 1, "epochs_run": len(result.history),
-               "steps": result.steps, "trainable_params": trainable, "total_params": total,
+               "steps": result.steps, "planned_steps": plan.total_steps, "planned_epochs": plan.epochs,
+               "steps_per_epoch": plan.steps_per_epoch, "val_every": job.val_every,
+               "trainable_params": trainable, "total_params": total,
                "wall_time_s": round(result.elapsed, 2), "train_img_per_s": round(result.img_per_s, 1),
                "train_size": len(splits.train), "history": result.history}
     save_adapter(model, job.method, run.path, extra={
         "base_model_name_or_path": config.backbone.name, "backbone": config.to_dict()["backbone"],
-        "num_outputs": info.num_outputs, "task": info.task, "labels": list(info.column_names)})
+        "num_outputs": info.num_outputs, "task": info.task, "labels": list(info.column_names),
+        **({"thresholds": thresholds} if thresholds is not None else {})})
     run.save_metrics(metrics)
     if not train.keep_checkpoint:
         run.remove_checkpoint()
-    ci = test.get("auroc_ci95")
-    ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
-    line = (f"test auroc {test['auroc']:.4f}{ci_text}  acc {test['acc']:.4f}  f1 {test['f1_macro']:.4f}"
-            f"  (best epoch {job.best['epoch'] + 1}, {result.steps} steps, {result.elapsed:.0f} s)")
+    line = final_line(test, job, result)
     console.print(line)
     run.log(line)
+    warning = one_class_warning(test, info.task)
+    if warning:
+        print_warning(console, warning)
+        run.log(f"warning: {warning}")
     return metrics
+
+
+def save_predictions(path: Path, scores: np.ndarray, labels: np.ndarray, task: str) -> None:
+    """The test split's scores (N, K) and labels (N, L), atomically (reports bootstrap CIs of the
+    mean over seeds from them)."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, scores=scores.astype(np.float32), labels=labels, task=np.array(task))
+    os.replace(tmp, path)
+
+
+def final_line(test: dict, job: ClassifierJob, result: LoopResult) -> str:
+    ci = test.get("auroc_ci95")
+    ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+    at_val = (f"  at val threshold acc {test['acc_at_val_threshold']:.4f}  f1 {test['f1_macro_at_val_threshold']:.4f}"
+              if "thresholds" in test else "")
+    flag = "  ONE CLASS" if test["one_class"] or test.get("one_class_at_val_threshold") else ""
+    return (f"test auroc {test['auroc']:.4f}{ci_text}  acc {test['acc']:.4f}  f1 {test['f1_macro']:.4f}{at_val}"
+            f"  (best epoch {job.best['epoch'] + 1}, {result.steps} steps, {result.elapsed:.0f} s){flag}")
