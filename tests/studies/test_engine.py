@@ -9,23 +9,21 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
-import pytest
 from optuna.trial import TrialState
+from rich.console import Console
 
 from medpeft.cli import main
 from medpeft.studies.engine import Engine
 from medpeft.studies.runner import prepare, run_study
 from medpeft.studies.spec import cells, load_study
 
-from .conftest import TINY_BACKBONE, TINY_DATA, write_study
+from .conftest import TINY_DATA, write_study
 
-QUIET = __import__("rich.console", fromlist=["Console"]).Console(quiet=True)
+QUIET = Console(quiet=True)
 
 
-def trials(path, url=None, name=None):
-    study = load_study(path)
-    engine = Engine(study, Path(path).parent, url)
+def trials(path):
+    engine = Engine(load_study(path), Path(path).parent)
     return engine, engine.final.get_trials(deepcopy=False)
 
 
@@ -105,7 +103,7 @@ def test_a_search_prunes_its_bad_region(tmp_path):
     study = load_study(path)
     engine = Engine(study, tmp_path / "search", console=QUIET)
     engine.work()
-    search = engine.search_study(study.search and engine.cells[0].group)
+    search = engine.search_study(engine.cells[0].group)
     states = [t.state for t in search.get_trials(deepcopy=False)]
     pruned = [t for t in search.get_trials(deepcopy=False) if t.state == TrialState.PRUNED]
     assert len(states) == 6 and len(pruned) >= 1
@@ -182,4 +180,3 @@ def test_a_cell_with_missing_data_fails_alone_and_loses_nothing(tmp_path, capsys
     assert main(["study", "run", path]) == 1  # retried, fails again, the finished cell is kept
     engine, second = trials(path)
     assert [t.number for t in second if t.state == TrialState.COMPLETE] == [done[0].number]
-    assert TINY_BACKBONE and optuna  # fixtures in use
