@@ -61,9 +61,10 @@ def test_set_lr_multiplies_each_groups_lr_scale():
 
 
 def test_the_training_loop_follows_the_schedule_per_step(tmp_path):
-    """One step per epoch (batch = the 96 training images), warmup 1 epoch, 3 epochs: the
-    logged lr of epoch e is the lr of step e: warmup start lr/2, peak lr, then p = 1/2."""
-    config = tiny_run("lora", epochs=3, batch_size=96, lr=0.01, min_lr=0.001, warmup_epochs=1.0, layer_decay=1.0)
+    """96 images in batches of 48: 2 steps per epoch; warmup 1.5 epochs = 3 steps; 6 in all.
+    The lr logged for an epoch is that of its last step (1, 3, 5): lr * 2/4 in the warmup,
+    the peak at step 3 (p = 0), then p = 2/3: m + (lr - m) * (1 + cos(2 pi / 3)) / 2."""
+    config = tiny_run("lora", epochs=3, batch_size=48, lr=0.01, min_lr=0.001, warmup_epochs=1.5, layer_decay=1.0)
     metrics = finetune(config, tmp_path / "run", console=QUIET, progress=False)
     logged = [h["lr"] for h in metrics["history"]]
-    assert logged == pytest.approx([0.01 / 2, 0.01, 0.001 + (0.01 - 0.001) / 2], rel=1e-12)
+    assert logged == pytest.approx([0.01 / 2, 0.01, 0.001 + (0.01 - 0.001) / 4], rel=1e-12)
