@@ -56,6 +56,16 @@ def test_the_interval_is_deterministic_per_seed(task):
 
 
 @pytest.mark.parametrize("task", SAMPLES)
+def test_a_higher_level_gives_a_wider_interval_around_the_same_middle(task):
+    sample, _ = SAMPLES[task]
+    scores, labels = sample(200)
+    (low50, high50), (low95, high95) = (bootstrap_ci(scores, labels, task, n_bootstrap=100, seed=0, level=level)
+                                        for level in (0.5, 0.95))
+    assert low95 < low50 < high50 < high95
+    assert high50 - low50 < 0.6 * (high95 - low95)  # normal quantiles: 0.674 / 1.96 = 0.34
+
+
+@pytest.mark.parametrize("task", SAMPLES)
 def test_a_perfect_ranking_gives_a_point_interval(task):
     sample, _ = SAMPLES[task]
     _, labels = sample(60)
