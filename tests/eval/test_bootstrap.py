@@ -39,7 +39,7 @@ def test_the_interval_brackets_the_estimate_and_narrows_with_more_items(task):
     sample, names = SAMPLES[task]
     widths = []
     for n in (100, 2000):
-        metrics = compute_metrics(*sample(n), task, names, n_bootstrap=150, seed=0)
+        metrics = compute_metrics(*sample(n), task, names, n_bootstrap=100, seed=0)
         low, high = metrics["auroc_ci95"]
         assert 0.5 < low < metrics["auroc"] < high < 1.0, (n, low, metrics["auroc"], high)
         widths.append(high - low)
@@ -59,7 +59,7 @@ def test_the_interval_is_deterministic_per_seed(task):
 def test_a_higher_level_gives_a_wider_interval_around_the_same_middle(task):
     sample, _ = SAMPLES[task]
     scores, labels = sample(200)
-    (low50, high50), (low95, high95) = (bootstrap_ci(scores, labels, task, n_bootstrap=100, seed=0, level=level)
+    (low50, high50), (low95, high95) = (bootstrap_ci(scores, labels, task, n_bootstrap=60, seed=0, level=level)
                                         for level in (0.5, 0.95))
     assert low95 < low50 < high50 < high95
     assert high50 - low50 < 0.6 * (high95 - low95)  # normal quantiles: 0.674 / 1.96 = 0.34
@@ -87,7 +87,7 @@ def rare_class_sample():
 
 def test_rare_class_estimate_is_two_thirds_and_inside_the_interval():
     scores, labels = rare_class_sample()
-    metrics = compute_metrics(scores, labels, "multiclass", ["a", "b", "c"], n_bootstrap=200)
+    metrics = compute_metrics(scores, labels, "multiclass", ["a", "b", "c"], n_bootstrap=100)
     assert metrics["auroc"] == pytest.approx(2 / 3)
     low, high = metrics["auroc_ci95"]
     assert low <= metrics["auroc"] <= high
@@ -99,5 +99,5 @@ def test_rare_class_estimate_is_two_thirds_and_inside_the_interval():
                                        "so the upper bound is 1.0 for an estimate of 2/3; reported in issue 16")
 def test_resamples_that_lose_a_class_are_redrawn():
     scores, labels = rare_class_sample()
-    low, high = bootstrap_ci(scores, labels, "multiclass", n_bootstrap=200, seed=0)
+    low, high = bootstrap_ci(scores, labels, "multiclass", n_bootstrap=100, seed=0)
     assert low == pytest.approx(2 / 3) and high == pytest.approx(2 / 3)
