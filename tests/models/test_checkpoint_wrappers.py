@@ -77,7 +77,8 @@ def test_a_prefix_on_only_some_keys_is_kept(source, tmp_path):
                                        "stripped when every key has it; reported in issue 16")
 def test_a_dino_teacher_with_its_projection_head_loads_the_backbone(source, tmp_path):
     teacher = {f"module.backbone.{k}": v for k, v in source.items() if not k.startswith("head.")}
-    teacher.update({"module.head.mlp.0.weight": torch.randn(64, 192), "module.head.last_layer.weight_g": torch.ones(1, 64)})
+    teacher.update({"module.head.mlp.0.weight": torch.randn(64, 192),  # DINOHead's MLP and last layer
+                    "module.head.last_layer.weight_g": torch.ones(1, 64)})
     torch.save({"student": teacher, "teacher": teacher, "epoch": 100}, tmp_path / "dino.pth")
     model = tiny_vit(seed=1)
     load_pretrained(model, tmp_path / "dino.pth")

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -47,8 +48,8 @@ def test_no_warmup_starts_at_the_peak_and_the_schedule_rises_then_falls():
     assert lr_at(0, lr=LR, min_lr=0.0, warmup_steps=0, total_steps=10) == pytest.approx(LR)
     values = [lr_at(s, **SCHEDULE) for s in range(16)]
     assert values.index(max(values)) == 4
-    assert all(a < b for a, b in zip(values[:5], values[1:5]))  # strictly rising to the peak
-    assert all(a > b for a, b in zip(values[4:15], values[5:15]))  # strictly falling to the floor
+    assert all(a < b for a, b in itertools.pairwise(values[:5]))  # strictly rising to the peak (step 4)
+    assert all(a > b for a, b in itertools.pairwise(values[4:15]))  # strictly falling to the floor (step 14)
 
 
 def test_set_lr_multiplies_each_groups_lr_scale():
