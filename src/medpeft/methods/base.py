@@ -264,6 +264,10 @@ def load_adapter(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Me
     method = create_method(config["medpeft_method"], config.get("method_config"))
     state = read_adapter_weights(directory)
     model = apply_method(model, method)
+    missing = sorted(set(adapter_state_dict(model, method)) - set(state))
+    if missing:
+        raise ValueError(f"{Path(directory) / ADAPTER_WEIGHTS}: the adapter lacks {len(missing)} tensor(s) "
+                         f"that {method.name} trains: {missing[:5]}")
     load_adapter_state(model, state, source=str(directory))
     expected = config.get("base_fingerprint")
     if expected is not None and base_fingerprint(model, state) != expected:

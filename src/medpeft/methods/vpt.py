@@ -58,6 +58,12 @@ class PromptedVisionTransformer(VisionTransformer):
     vpt_deep_prompts: nn.Parameter | None  # (depth - 1, n, d) for VPT-deep, else None
     vpt_dropout: nn.Dropout
 
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Prompts are tokens, like ``cls_token`` and ``pos_embed``: no weight decay (timm's
+        optimizer factory reads this set)."""
+        return set(super().no_weight_decay()) | {"vpt_prompts", "vpt_deep_prompts"}
+
     def _prompt_tokens(self, prompts: torch.Tensor, batch: int) -> torch.Tensor:
         return self.vpt_dropout(prompts.expand(batch, -1, -1))  # (B, n, d), a dropout mask per sample
 

@@ -85,9 +85,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors (optionally under 'model')")
     for prefix in STRIP_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+        state = _strip(state, prefix)
     return state
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Drop ``prefix`` when every key has it (``module.`` of DataParallel), or, for an encoder
+    wrapper (``backbone.``, ``encoder.``), when most keys have it: the others (a DINO teacher's
+    projection ``head.*`` beside its ``backbone.*``) keep their names and are then dropped or
+    reported as unused by :func:`load_pretrained`."""
+    inside = [k for k in state if k.startswith(prefix)]
+    if not inside or (len(inside) < len(state) and (prefix == "module." or 2 * len(inside) <= len(state))):
+        return state
+    stripped = {k[len(prefix):]: state[k] for k in inside}
+    return {**{k: v for k, v in state.items() if not k.startswith(prefix) and k not in stripped}, **stripped}
 
 
 @torch.no_grad()

@@ -186,14 +186,22 @@ def one_class_warning(metrics: dict, task: str, split: str = "test") -> str:
 
 def bootstrap_ci(scores: np.ndarray, labels: np.ndarray, task: str, n_bootstrap: int = 1000,
                  seed: int = 0, level: float = 0.95) -> list[float]:
-    """Percentile bootstrap interval of the macro AUROC."""
+    """Percentile bootstrap interval of the macro AUROC.
+
+    A resample in which a label that has both classes in the full split loses one of them is
+    redrawn (its macro AUROC would average fewer labels than the estimate does)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
+    truth = _one_hot_or_binary(labels, task, scores.shape[1])
+    defined = [c for c in range(truth.shape[1]) if 0 < truth[:, c].sum() < n]
     values = []
     attempts = 0
     while len(values) < n_bootstrap and attempts < 3 * n_bootstrap:
         attempts += 1
         index = rng.integers(0, n, n)
+        positives = truth[index][:, defined].sum(axis=0)
+        if defined and ((positives == 0) | (positives == n)).any():
+            continue  # a label lost a class
         value = macro_auroc(scores[index], labels[index], task)
         if not math.isnan(value):
             values.append(value)
