@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import tempfile
@@ -213,15 +214,28 @@ def save_json(path: str | os.PathLike, values: dict) -> None:
 def field_help(cls, name: str) -> str:
     """The one-line doc of a config field: the trailing ``# comment`` of its line in the class
     source (every field has one), searched through the class's bases."""
+    for klass in getattr(cls, "__mro__", (cls,)):
+        comment = _field_comments(klass).get(name)
+        if comment:
+            return comment
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _field_comments(klass) -> dict[str, str]:
+    """field name -> trailing comment, read once per class (reading source is slow)."""
     import inspect
 
-    for klass in getattr(cls, "__mro__", (cls,)):
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        for line in source.splitlines():
-            stripped = line.strip()
-            if stripped.startswith(f"{name}:") and "#" in stripped:
-                return stripped.split("#", 1)[1].strip()
-    return ""
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):
+        return {}
+    comments = {}
+    for line in source.splitlines():
+        stripped = line.strip()
+        head, sep, comment = stripped.partition("#")
+        if sep and ":" in head:
+            field = head.split(":", 1)[0].strip()
+            if field.isidentifier():
+                comments.setdefault(field, comment.strip())
+    return comments

@@ -38,8 +38,8 @@ def pneumonia_config(method: str, fraction: float, epochs: int, root) -> RunConf
 def test_run_directory_contract(tmp_path):
     metrics = finetune(tiny_config(), tmp_path / "run", console=QUIET)
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.json", "log.txt",
-                                               "adapter_config.json", "adapter_model.safetensors"}
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.json", "log.txt", "adapter_config.json",
+                                               "adapter_model.safetensors", "predictions-test.npz"}
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["test"]["auroc"] == pytest.approx(metrics["test"]["auroc"])
     for key in ("val", "test", "best_epoch", "epochs_run", "trainable_params", "total_params",
