@@ -253,13 +253,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .studies.demo import DemoConfig, run_demo
-
-    run_demo(out=args.out, console=console, fresh=args.fresh, config=DemoConfig(pretrain=not args.no_pretrain))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .cliargs import HelpFormatter
 
@@ -332,12 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(status)
     status.set_defaults(func=cmd_study_status)
 
-    demo = commands.add_parser("demo", help="FFT vs linear vs LoRA at 1/10/100%% labels on synthetic-cxr")
-    demo.add_argument("--out", default="runs/demo", help="where runs and table.md go")
-    demo.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs exist")
-    demo.add_argument("--no-pretrain", action="store_true",
-                      help="fine-tune a randomly initialised backbone instead of the cached MAE one")
-    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -180,3 +180,28 @@ def test_a_cell_with_missing_data_fails_alone_and_loses_nothing(tmp_path, capsys
     assert main(["study", "run", path]) == 1  # retried, fails again, the finished cell is kept
     engine, second = trials(path)
     assert [t.number for t in second if t.state == TrialState.COMPLETE] == [done[0].number]
+
+
+def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, monkeypatch):
+    backbone = {"name": "vit_tiny", "img_size": 16, "patch_size": 4, "timm_kwargs": {"depth": 1}}
+    path = write_study(tmp_path / "mae", name="mae", fractions=[1.0],
+                       backbones=[{"label": "tiny MAE", "backbone": backbone,
+                                   "pretrain": {"name": "study-mae", "mae": {"decoder_dim": 32, "decoder_depth": 1,
+                                                                             "decoder_heads": 2},
+                                                "train": {"epochs": 1, "batch_size": 32, "figure_images": 0,
+                                                          "val_images": 8}}}])
+    assert run_study(path, console=QUIET) == 0
+    engine, first = trials(path)
+    records = engine.records()
+    assert len(records) == 2
+    for record in records:
+        config = (Path(record["run_dir"]) / "config.yaml").read_text()
+        assert "checkpoint: study-mae" in config
+        assert "loaded" in (Path(record["run_dir"]) / "log.txt").read_text()  # the MAE weights were loaded
+    assert (Path(os.environ["MEDPEFT_CACHE"]) / "checkpoints" / "study-mae" / "checkpoint.pth").is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached pretraining step must not run again")
+
+    monkeypatch.setattr("medpeft.pretrain.ensure.pretrain", must_not_run)
+    assert run_study(path, console=QUIET) == 0

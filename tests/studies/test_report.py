@@ -19,7 +19,7 @@ from medpeft.studies.bootstrap import columns_of, weighted_macro_auroc
 from medpeft.studies.grid import build_grid
 from medpeft.studies.plots import plot_grid, variant_axes
 from medpeft.studies.report import report_markdown, report_tables, results_rows, write_report
-from medpeft.studies.tables import paper_table, study_table
+from medpeft.studies.tables import study_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -181,18 +181,6 @@ def test_records_that_would_mix_two_things_in_one_row_or_cell_are_refused():
         build_grid([record("FFT", "fft", 0, 0.9), record("FFT", "fft", 0, 0.8)], "auroc")
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
         build_grid([record("FFT", "fft", 0, 0.9, fraction=10)], "auroc")
-
-
-def test_the_demo_paper_table_is_built_by_the_same_builder():
-    def metrics(auroc):
-        return record("x", "x", 0, auroc, ci=[auroc - 0.03, auroc + 0.02])["metrics"]
-
-    results = {("fft", 0.1): metrics(0.8), ("fft", 1.0): metrics(0.9),
-               ("lora", 0.1): metrics(0.85), ("lora", 1.0): metrics(0.88)}
-    table = paper_table(results, ["fft", "lora"], [0.1, 1.0], {"fft": "FFT", "lora": "LoRA r=8"}, title="demo")
-    assert table.columns == ["Method", "10% labels", "100% labels", "Trainable", "Time (s)"]
-    assert table.rows[1] == ["LoRA r=8", "85.0 ↑5.0 [82.0, 87.0]", "88.0 ↓2.0 [85.0, 90.0]", "1%", "5"]
-    assert table.bold == {(1, 1), (0, 2)}
 
 
 # --- the CI of the seed mean ------------------------------------------------------------------

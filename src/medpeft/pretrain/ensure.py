@@ -1,4 +1,4 @@
-"""Pretrain once, reuse afterwards: what ``make demo`` calls to get a foundation model.
+"""Pretrain once, reuse afterwards: what a study's pretraining step calls to get its foundation model.
 
 ``ensure_pretrained(name, config)`` returns the named cache's checkpoint when its card says it
 was made with exactly ``config``; otherwise it pretrains (resuming an interrupted attempt from
@@ -13,23 +13,11 @@ from pathlib import Path
 from rich.console import Console
 
 from ..console import make_console
-
-from ..models.backbones import BackboneConfig
 from ..models.cache import cache_root, checkpoint_dir, read_card
 from ..runtime import RunDir
-from .config import MAEConfig, PretrainConfig, PretrainDataConfig, PretrainTrainConfig
 from .checkpoint import publish
+from .config import PretrainConfig
 from .loop import checkpoint_name, pretrain
-
-
-def demo_config(backbone: str = "vit_tiny", img_size: int = 64, patch_size: int = 8,
-                data: str = "synthetic-cxr", epochs: int = 12) -> PretrainConfig:
-    """A small MAE on synthetic chest X-rays: about 2-3 minutes on a 2-core CPU (see docs)."""
-    return PretrainConfig(
-        data=PretrainDataConfig(specs=(data,)),
-        backbone=BackboneConfig(backbone, img_size=img_size, patch_size=patch_size, drop_path=0.0),
-        mae=MAEConfig(),
-        train=PretrainTrainConfig(epochs=epochs, figure_images=4))
 
 
 def cached_config(name: str) -> dict | None:
@@ -38,10 +26,10 @@ def cached_config(name: str) -> dict | None:
     return read_card(path).get("config") if path.is_file() else None
 
 
-def ensure_pretrained(name: str, config: PretrainConfig | None = None, *, console: Console | None = None,
+def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | None = None,
                       progress: bool = True) -> Path:
-    """The cached checkpoint ``name`` made with ``config`` (default :func:`demo_config`)."""
-    config = (config or demo_config()).resolved()
+    """The cached checkpoint ``name`` made with ``config``."""
+    config = config.resolved()
     console = console or make_console()
     wanted = config.to_dict()
     if cached_config(name) == wanted:

@@ -12,13 +12,10 @@ own under a rule, shown as printed and never ranked.
 from __future__ import annotations
 
 import math
-import statistics
-from pathlib import Path
 
-from ..config import atomic_write_text
 from ..table import Table
 from . import records as rec
-from .grid import Grid, build_grid
+from .grid import Grid
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -26,17 +23,6 @@ def percent(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{100.0 * value:.{digits}f}"
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    values = [scale * v for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 MARKERS = {"steps": "†", "one_class": "‡"}
@@ -187,23 +173,3 @@ def _ci_lines(grid: Grid, cells) -> list[str]:
     if "none" in used and grid.metric == "auroc":
         lines.append("Cells without [lo, hi]: no interval available.")
     return lines
-
-
-def paper_table(results: dict, methods, fractions, labels: dict[str, str], *, title: str,
-                metric: str = "auroc", baseline: str = "fft") -> Table:
-    """The demo's table: one dataset, rows ``methods``, columns ``fractions``, plus trainable
-    share and total wall time. ``results[(method, fraction)]`` is a run's metrics dict or a list
-    of them (one per seed). Built by :func:`study_table`."""
-    records = [{"dataset": "", "fraction": fraction, "method": method, "label": labels.get(method, method),
-                "backbone": "", "seed": seed, "variant": {}, "run_dir": None, "metrics": metrics}
-               for fraction in fractions for method in methods
-               for seed, metrics in enumerate(_as_list(results[(method, fraction)]))]
-    grid = build_grid(records, metric, rows=[labels.get(m, m) for m in methods])
-    return study_table(grid, title=title, baseline=baseline, show_time=True)
-
-
-def write_markdown(path: str | Path, table: Table, *, command: str, note: str = "") -> str:
-    """The table plus the exact command that made it (every number in the docs has one)."""
-    text = table.to_markdown() + f"\nMade by: `{command}`" + (f"; {note}" if note else "") + "\n"
-    atomic_write_text(path, text)
-    return text
