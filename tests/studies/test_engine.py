@@ -205,3 +205,13 @@ def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, 
 
     monkeypatch.setattr("medpeft.pretrain.ensure.pretrain", must_not_run)
     assert run_study(path, console=QUIET) == 0
+
+
+def test_the_searched_configuration_is_in_the_report(tmp_path):
+    from medpeft.studies.report import results_rows
+    records = [{"dataset": "d", "fraction": 1.0, "label": "L", "method": "lora", "backbone": "b", "seed": 0,
+                "variant": {}, "params": {"lr": 0.001, "rank": 4}, "run_dir": "r",
+                "metrics": {"test": {"auroc": 0.9, "acc": 0.8, "f1_macro": 0.7}, "steps": 100}}]
+    columns, rows = results_rows(records)
+    row = dict(zip(columns, rows[0]))
+    assert (row["searched_lr"], row["searched_rank"]) == ("0.001", "4")
