@@ -7,6 +7,7 @@ diverged, 2 bad input (one clear line, no traceback), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -227,8 +228,10 @@ def cmd_study_worker(args: argparse.Namespace) -> int:
 def cmd_study_report(args: argparse.Namespace) -> int:
     from .studies.runner import report_study
 
+    command = args.command_line if args.study_command == "run" else \
+        f"medpeft study run {shlex.quote(args.study)} && {args.command_line}"
     report_study(args.study, storage=args.storage, work_dir=args.dir, out=getattr(args, "out", None),
-                 console=console, fmt=getattr(args, "format", "table"))
+                 console=console, fmt=getattr(args, "format", "table"), command=command)
     return 0
 
 
@@ -329,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = "medpeft " + shlex.join(argv)  # what reports print as "Made by"
     warnings.filterwarnings("default", category=UserWarning)
     try:
         return args.func(args)

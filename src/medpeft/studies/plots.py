@@ -86,7 +86,7 @@ def _finish(figure: Figure, axes: list, used: int, hollow: bool) -> None:
     for axis in axes[1:used]:  # a series missing from the first panel still gets its entry
         for handle, label in zip(*axis.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-    legend = figure.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", frameon=False,
+    legend = figure.legend(list(seen.values()), list(seen.keys()), loc="outside right center", frameon=False,
                            title="error bars: std over seeds" + ("\nhollow: not a result" if hollow else ""),
                            title_fontsize=9, alignment="left")
     legend.get_title().set_color("0.35")
