@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-AUGMENTATIONS = ("none", "light", "flip")
+AUGMENTATIONS = ("none", "light", "flip", "randaug")
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
@@ -43,16 +43,26 @@ def build_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
 
     ``light`` is a mild random-resized crop (scale 0.8-1); ``flip`` adds horizontal flips,
     which can be wrong for chest X-rays (the heart is on the left) and is never the default.
+    ``randaug`` is MED-PEFT's / MAE's fine-tuning recipe (``main_finetune.py``: timm's
+    ``rand-m9-mstd0.5-inc1`` and random erasing 0.25), built from torchvision's RandAugment
+    (2 operations, magnitude 9) after the light crop, and RandomErasing (p 0.25) on the
+    normalised image; mixup and cutmix are batch-level and live in the training config.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    normalize = v2.Normalize(per_channel(mean, "mean"), per_channel(std, "std"))
     if augment == "none":
-        geometry = [v2.Resize(img_size, antialias=True), v2.CenterCrop(img_size)]
+        steps = [v2.Resize(img_size, antialias=True), v2.CenterCrop(img_size), normalize]
     else:
-        geometry = [v2.RandomResizedCrop(img_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True)]
+        steps = [v2.RandomResizedCrop(img_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True)]
         if augment == "flip":
-            geometry.append(v2.RandomHorizontalFlip())
-    pipeline = v2.Compose([*geometry, v2.Normalize(per_channel(mean, "mean"), per_channel(std, "std"))])
+            steps.append(v2.RandomHorizontalFlip())
+        if augment == "randaug":
+            steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+        steps.append(normalize)
+        if augment == "randaug":
+            steps.append(v2.RandomErasing(p=0.25, value=0))
+    pipeline = v2.Compose(steps)
 
     def transform(image: np.ndarray) -> torch.Tensor:
         return pipeline(to_chw(image))

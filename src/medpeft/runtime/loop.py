@@ -50,6 +50,9 @@ class LoopSettings:
     pin_memory: bool = False
     steps: int | None = None  # run length in optimiser steps; overrides epochs (the last epoch may be partial)
     min_steps: int | None = None  # raise epochs (whole ones) until the run takes at least this many steps
+    schedule: str = "cosine"  # cosine | step (see runtime/schedule.py)
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of the run
+    gamma: float = 0.1  # step schedule: lr factor at each milestone
 
 
 @dataclass
@@ -170,7 +173,8 @@ def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, 
     started = time.perf_counter()
     prior = result.elapsed
     schedule = dict(lr=settings.lr, min_lr=settings.min_lr, warmup_steps=plan.warmup_steps,
-                    total_steps=plan.total_steps)
+                    total_steps=plan.total_steps, kind=settings.schedule, milestones=settings.milestones,
+                    gamma=settings.gamma)
     for epoch in range(start_epoch, plan.epochs):
         seed = epoch_seed(settings.seed, epoch)
         seed_everything(seed)

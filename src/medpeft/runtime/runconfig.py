@@ -17,8 +17,9 @@ from ..data.transforms import AUGMENTATIONS
 from ..methods import METHODS, Method, MethodConfig
 from ..models.backbones import BackboneConfig
 from .device import check_device_name, check_precision
+from .schedule import SCHEDULES
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd")
 AUTO_VALIDATIONS = 50  # val_every=None: runs of more epochs than this validate about this many times
 
 
@@ -43,15 +44,20 @@ class TrainConfig:
     steps: int | None = None  # run length in optimiser steps; overrides epochs (the last epoch may be partial)
     min_steps: int | None = None  # raise epochs until the run takes at least this many optimiser steps
     batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: str = "adamw"  # adamw | adam (weight decay as L2, MedMNIST's recipe) | sgd
     blr: float | None = None  # base lr; lr = blr * batch_size / 256 (MAE); None = the method's default
     lr: float | None = None  # absolute learning rate; overrides blr when set
     min_lr: float = 1e-6  # floor of the cosine schedule (at most the peak lr)
     warmup_epochs: float = 1.0  # linear warmup length, in epochs
+    schedule: str = "cosine"  # after warmup: cosine (to min_lr; MAE) | step (lr x gamma at each milestone; MedMNIST)
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: where lr drops, as fractions of the run
+    gamma: float = 0.1  # step schedule: lr factor at each milestone
     weight_decay: float = 0.05  # decoupled weight decay (not on biases, norms, tokens)
     layer_decay: float = 0.75  # ViT layer-wise lr decay (MAE/BEiT); 1.0 disables
     momentum: float = 0.9  # SGD momentum
     clip_grad: float | None = None  # max gradient norm (> 0); None = no clipping
+    mixup: float = 0.0  # mixup's Beta(a, a) on training batches; 0 = off (MAE fine-tuning: 0.8)
+    cutmix: float = 0.0  # cutmix's Beta(a, a); 0 = off (MAE fine-tuning: 1.0); with mixup, one of the two per batch
     patience: int | None = None  # early stopping: validations without val improvement (see val_every); None = off
     val_every: int | None = None  # validate every N epochs and after the last; None: each epoch (over 50 epochs: ~50 times)
     seed: int = 0  # seeds model init, data order, dropout and augmentation
@@ -75,13 +81,21 @@ class TrainConfig:
                              "on the epochs) cannot both be set; keep one of --steps and --min-steps")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        self.milestones = tuple(float(m) for m in self.milestones)
+        if not all(0.0 < m < 1.0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones are increasing fractions of the run in (0, 1), got {list(self.milestones)}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         check_precision(self.precision)
         check_device_name(self.device)
         for name in ("blr", "lr", "clip_grad"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive (or unset), got {value}")
-        for name in ("min_lr", "warmup_epochs", "weight_decay", "momentum", "num_workers", "n_bootstrap"):
+        for name in ("min_lr", "warmup_epochs", "weight_decay", "momentum", "num_workers", "n_bootstrap", "mixup",
+                     "cutmix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
         if not 0.0 < self.layer_decay <= 1.0:

@@ -33,6 +33,7 @@ from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
                        one_class_warning, predict, resolve_device, resolve_run_config, run_epochs,
                        validation_thresholds)
+from .mixing import mix_batch
 from .optim import build_optimizer, loss_function
 
 MIN_STEPS = 50  # fewer optimiser steps than this: warn that the run will barely train
@@ -48,17 +49,21 @@ class ClassifierJob(Job):
 
     def __init__(self, model: nn.Module, method: Method, optimizer, criterion: nn.Module, val_loader: DataLoader,
                  info: DatasetInfo, device, autocast, patience: int | None, source: str, val_every: int = 1,
-                 on_validation: Callable[[int, dict], None] | None = None):
+                 on_validation: Callable[[int, dict], None] | None = None, mixup: float = 0.0, cutmix: float = 0.0):
         self.model, self.method, self.optimizer, self.criterion = model, method, optimizer, criterion
         self.val_loader, self.info, self.device, self.autocast = val_loader, info, device, autocast
         self.patience, self.source, self.val_every = patience, source, val_every
         self.on_validation = on_validation
+        self.mixup, self.cutmix = mixup, cutmix  # batch mixing of training batches (0: off)
         self.best: dict | None = None
         self.validations = 0  # validations so far
 
     def loss(self, batch):
         images, targets = batch
         images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+        if self.mixup or self.cutmix:
+            images, targets = mix_batch(images, targets, task=self.info.task, num_outputs=self.info.num_outputs,
+                                        mixup=self.mixup, cutmix=self.cutmix)
         logits = self.model(images)
         return self.criterion(logits.float(), targets), len(images)
 
@@ -134,7 +139,8 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed, lr=lr,
                             min_lr=train.min_lr, warmup_epochs=train.warmup_epochs, clip_grad=train.clip_grad,
                             num_workers=train.num_workers, pin_memory=device.type == "cuda",
-                            steps=train.steps, min_steps=train.min_steps)
+                            steps=train.steps, min_steps=train.min_steps, schedule=train.schedule,
+                            milestones=train.milestones, gamma=train.gamma)
     plan = Plan.of(settings, len(splits.train))
     val_every = train.validation_interval(plan.epochs)
     length = f"{plan.describe()}, validating every {val_every} epoch{'s' * (val_every != 1)}"
@@ -144,7 +150,7 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     job = ClassifierJob(model, method, optimizer, loss_function(info.task),
                         make_loader(splits.val, train, shuffle=False), info, device, autocast,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
-                        on_validation=on_validation)
+                        on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix)
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
                 f"{len(splits.train)} training images ({splits.subset_note}); {length}")
