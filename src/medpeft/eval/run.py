@@ -12,8 +12,8 @@ import dataclasses
 import torch.nn as nn
 
 from ..methods import Method, load_adapter, read_adapter_config
-from ..runtime import (RunConfig, RunDir, autocast_for, build_base, evaluate, load_splits, make_loader,
-                       resolve_device, validation_thresholds)
+from ..runtime import (RunConfig, RunDir, autocast_for, build_base, compute_metrics, load_splits, make_loader,
+                       predict, resolve_device, subgroup_metrics, validation_thresholds)
 
 
 def load_run_model(run_dir) -> tuple[nn.Module, Method, RunConfig]:
@@ -49,9 +49,16 @@ def evaluate_run(run_dir, *, data_spec: str | None = None, data_root: str | None
         own = splits if data_spec is None else load_splits(config.data, config.backbone)
         _, thresholds = validation_thresholds(model, make_loader(own.val, config.train, shuffle=False), own.info,
                                               device, autocast=autocast)
-    loader = make_loader(splits.split(split), config.train, shuffle=False)
-    return evaluate(model, loader, splits.info, device, n_bootstrap=n_bootstrap, seed=config.train.seed,
-                    autocast=autocast, thresholds=thresholds)
+    dataset = splits.split(split)
+    info = splits.info
+    scores, labels = predict(model, make_loader(dataset, config.train, shuffle=False), info.task, device, autocast)
+    metrics = compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=n_bootstrap,
+                              seed=config.train.seed, thresholds=thresholds)
+    if dataset.subgroups is not None:
+        metrics["subgroups"] = subgroup_metrics(scores, labels, dataset.subgroups, info.task, info.column_names,
+                                                column=info.subgroup, thresholds=thresholds,
+                                                n_bootstrap=min(n_bootstrap, 200), seed=config.train.seed)
+    return metrics
 
 
 def stored_thresholds(adapter: dict, run_dir) -> dict[str, float] | None:

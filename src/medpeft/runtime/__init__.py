@@ -5,7 +5,7 @@ from .build import build_base, build_model, load_splits, make_loader, resolve_ru
 from .device import autocast_for, resolve_device
 from .loop import EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, run_epochs
 from .metrics import (best_f1_threshold, bootstrap_ci, compute_metrics, decision_thresholds, macro_auroc,
-                      one_class_warning, per_label_auroc)
+                      one_class_warning, per_label_auroc, subgroup_metrics)
 from .rundir import RunDir, RunInUse, run_slug
 from .runconfig import DataConfig, RunConfig, TrainConfig
 from .scoring import evaluate, predict, probabilities, validation_thresholds
@@ -15,6 +15,6 @@ from .step import TrainingDiverged
 __all__ = ["build_base", "build_model", "load_splits", "make_loader", "resolve_run_config",
            "autocast_for", "resolve_device", "EpochEnd", "EpochStats", "Job", "LoopResult",
            "LoopSettings", "Plan", "run_epochs", "best_f1_threshold", "bootstrap_ci", "compute_metrics",
-           "decision_thresholds", "macro_auroc", "one_class_warning", "per_label_auroc", "RunDir",
+           "decision_thresholds", "macro_auroc", "one_class_warning", "per_label_auroc", "subgroup_metrics", "RunDir",
            "RunInUse", "run_slug", "DataConfig", "RunConfig", "TrainConfig", "evaluate", "predict",
            "probabilities", "validation_thresholds", "epoch_seed", "seed_everything", "TrainingDiverged"]

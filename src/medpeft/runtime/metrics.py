@@ -211,3 +211,28 @@ def bootstrap_ci(scores: np.ndarray, labels: np.ndarray, task: str, n_bootstrap:
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return [float(low), float(high)]
+
+
+def subgroup_metrics(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, task: str, column_names, *,
+                     column: str, thresholds: dict[str, float] | None = None, n_bootstrap: int = 0,
+                     seed: int = 0) -> dict:
+    """The metrics of every subgroup of a split (e.g. patient sex, Fitzpatrick skin type), each
+    with its bootstrap CI, and the largest AUROC gap between two subgroups — the bias check
+    Dutt et al. leave open. ``groups`` (N,) holds each item's subgroup value ("" = missing)."""
+    groups = np.asarray(groups).astype(str)
+    if len(groups) != len(labels):
+        raise ValueError(f"subgroups: {len(groups)} values for {len(labels)} items")
+    per_group = {}
+    for value in sorted(set(groups.tolist())):
+        index = np.flatnonzero(groups == value)
+        part = compute_metrics(scores[index], labels[index], task, column_names, n_bootstrap=n_bootstrap,
+                               seed=seed, thresholds=thresholds)
+        per_group[value or "(missing)"] = {key: part[key] for key in (
+            "auroc", "auroc_ci95", "acc", "f1_macro", "acc_at_val_threshold", "f1_macro_at_val_threshold", "n")
+            if key in part}
+    defined = {k: v["auroc"] for k, v in per_group.items() if not math.isnan(v["auroc"])}
+    result = {"column": column, "groups": per_group}
+    if len(defined) >= 2:
+        low, high = min(defined, key=defined.get), max(defined, key=defined.get)
+        result.update(auroc_gap=defined[high] - defined[low], auroc_gap_between=[low, high])
+    return result

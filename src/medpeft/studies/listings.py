@@ -30,6 +30,16 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
         table.add_row(f"AUROC {name}", percent(value, 2))
     for name, value in (thresholds or {}).items():
         table.add_row(f"val threshold {name}", f"{value:.4f}")
+    subgroups = metrics.get("subgroups")
+    if subgroups:
+        table.rules_after.add(len(table.rows) - 1)
+        for value, group in subgroups["groups"].items():
+            ci = group.get("auroc_ci95")
+            table.add_row(f"AUROC {subgroups['column']} = {value} (n {group['n']})", percent(group["auroc"], 2)
+                          + (f"  [{percent(ci[0], 2)}, {percent(ci[1], 2)}]" if ci else ""))
+        if "auroc_gap" in subgroups:
+            low, high = subgroups["auroc_gap_between"]
+            table.add_row(f"largest AUROC gap ({high} - {low})", percent(subgroups["auroc_gap"], 2))
     return table
 
 

@@ -31,7 +31,7 @@ from ..methods import (Method, adapter_state_dict, count_parameters, describe_tr
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
-                       one_class_warning, predict, resolve_device, resolve_run_config, run_epochs,
+                       one_class_warning, predict, resolve_device, resolve_run_config, run_epochs, subgroup_metrics,
                        validation_thresholds)
 from .mixing import mix_batch
 from .optim import build_optimizer, loss_function
@@ -186,7 +186,12 @@ def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSpli
                              autocast=job.autocast)
     test = compute_metrics(scores, labels, info.task, info.column_names, n_bootstrap=train.n_bootstrap,
                            seed=train.seed, thresholds=thresholds)
-    save_predictions(run.path / PREDICTIONS, scores, labels, info.task)
+    groups = splits.test.subgroups
+    if groups is not None:  # per-subgroup metrics and the largest gap (csv: subgroup=<column>)
+        test["subgroups"] = subgroup_metrics(scores, labels, groups, info.task, info.column_names,
+                                             column=info.subgroup, thresholds=thresholds,
+                                             n_bootstrap=min(train.n_bootstrap, 200), seed=train.seed)
+    save_predictions(run.path / PREDICTIONS, scores, labels, info.task, groups)
     trainable, total = count_parameters(model)
     metrics = {"val": val, "test": test, "best_epoch": job.best["epoch"] + 1, "epochs_run": len(result.history),
                "steps": result.steps, "planned_steps": plan.total_steps, "planned_epochs": plan.epochs,
@@ -211,11 +216,13 @@ def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSpli
     return metrics
 
 
-def save_predictions(path: Path, scores: np.ndarray, labels: np.ndarray, task: str) -> None:
-    """The test split's scores (N, K) and labels (N, L), atomically (reports bootstrap CIs of the
-    mean over seeds from them)."""
+def save_predictions(path: Path, scores: np.ndarray, labels: np.ndarray, task: str,
+                     groups: np.ndarray | None = None) -> None:
+    """The test split's scores (N, K), labels (N, L) and subgroups (N,) if any, atomically
+    (reports bootstrap CIs of the mean over seeds from them)."""
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, scores=scores.astype(np.float32), labels=labels, task=np.array(task))
+    extra = {"subgroups": np.asarray(groups).astype(str)} if groups is not None else {}
+    np.savez_compressed(tmp, scores=scores.astype(np.float32), labels=labels, task=np.array(task), **extra)
     os.replace(tmp, path)
 
 
