@@ -38,9 +38,15 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 from ..console import make_console
 from ..runtime import RunDir, RunInUse
@@ -300,11 +306,28 @@ class Engine:
                     time.sleep(POLL)  # another worker of this machine is pretraining it
             done.add(cell.pretrain_name)
 
+    @contextlib.contextmanager
+    def claiming(self):
+        """Serialise claims on SQLite: Optuna pops a WAITING trial with SELECT ... FOR UPDATE, which
+        PostgreSQL honours but SQLite ignores, so two local workers could both pop the same trial
+        (seen in a real run). SQLite storage is one machine's file, so a file lock beside it closes
+        the race; other databases claim atomically by themselves."""
+        if not self.url.startswith("sqlite") or fcntl is None:
+            yield
+            return
+        with open(self.work_dir / ".claim.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def run_next_final(self) -> bool:
         study = self.final
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return False
-        trial = study.ask()
+        with self.claiming():
+            trial = study.ask()
         key = trial.user_attrs.get("cell")
         if key is None:  # another worker took the last waiting cell between our look and our claim
             trial.set_user_attr("note", "claimed nothing: the queue was empty")
@@ -337,7 +360,8 @@ class Engine:
             waiting = [t for t in trials if t.state == TrialState.WAITING]
             if len(started) >= self.study.search.trials and not waiting:
                 continue
-            trial = study.ask()
+            with self.claiming():
+                trial = study.ask()
             # one sampler seed per trial: reproducible with one worker, and two workers asking at
             # the same moment do not draw the same start-up configuration
             study.sampler = optuna.samplers.TPESampler(seed=self.study.search.seed * 100_003 + trial.number,
@@ -380,6 +404,13 @@ class Engine:
                 else:
                     metrics = finetune(cell.config, path, resume=True, console=self.console, progress=False,
                                        on_validation=self._progress_hook(trial, on_validation))
+            except RunInUse:  # another local worker runs this cell under another trial
+                trial.set_user_attr("duplicate_of", "the run directory is in use by another worker")
+                study.tell(trial, state=TrialState.FAIL)
+                return
+            except LostClaim as lost:
+                self.console.print(f"{_label(cell)}: {lost}; its run directory keeps the last checkpoint")
+                return
             except optuna.TrialPruned as pruned:
                 trial.set_user_attr("note", str(pruned))
                 study.tell(trial, state=TrialState.PRUNED)
@@ -408,7 +439,10 @@ class Engine:
 
     def _progress_hook(self, trial: optuna.Trial, inner: Callable | None) -> Callable:
         def hook(epoch: int, val: dict) -> None:
-            trial.set_user_attr("progress", f"epoch {epoch + 1}, val AUROC {val['auroc']:.3f}")
+            try:
+                trial.set_user_attr("progress", f"epoch {epoch + 1}, val AUROC {val['auroc']:.3f}")
+            except UpdateFinishedTrialError:  # someone else closed our trial: stop, leave the checkpoint
+                raise LostClaim(f"trial {trial.number} was closed by another worker") from None
             if inner is not None:
                 inner(epoch, val)
         return hook
@@ -433,6 +467,10 @@ class Engine:
 
 
 KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
+
+
+class LostClaim(RuntimeError):
+    """Our trial was finished by another process while we ran it."""
 
 
 def requeue(study: optuna.Study, trial) -> None:
