@@ -165,6 +165,7 @@ class Cell:
     variant: dict
     pretrain: PretrainConfig | None = None
     pretrain_name: str | None = None
+    declared: dict = field(default_factory=dict, compare=False)  # what the study file says (the key's source)
 
     @property
     def group(self) -> str:
@@ -255,16 +256,20 @@ def _cell(study, data, fraction, entry, backbone, backbone_label, method, label,
         train=from_dict(TrainConfig, train, where=f"train of {label} on {backbone_label}"))
     dataset = data.label or data.spec
     variant = {**entry.variant, **method.variant}
-    digest = config_key(config)
+    declared = {"data": to_dict(data), "fraction": fraction, "vary_subset": study.vary_subset,
+                "backbone": {"backbone": entry.backbone, "pretrain": to_dict(entry.pretrain) if entry.pretrain else None},
+                "method": {"name": method.name, "options": method.options}, "train": train}
     name = run_slug(dataset, f"f{fraction:g}", backbone_label, label, f"s{seed}")
-    return Cell(key=f"{name}-{digest}", config=config, dataset=dataset, fraction=fraction, method=label,
-                backbone=backbone_label, seed=seed, variant=variant, pretrain=pretrain,
-                pretrain_name=entry.pretrain.name if entry.pretrain else None)
+    return Cell(key=f"{name}-{declared_key(declared)}", config=config, dataset=dataset, fraction=fraction,
+                method=label, backbone=backbone_label, seed=seed, variant=variant, pretrain=pretrain,
+                pretrain_name=entry.pretrain.name if entry.pretrain else None, declared=declared)
 
 
-def config_key(config: RunConfig) -> str:
-    """8 hex digits of the run config (and so of everything that changes the result)."""
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+def declared_key(declared: dict) -> str:
+    """8 hex digits of what the study file declares for a cell. Editing the file gives new cells;
+    a medpeft upgrade that adds an option with a default does not (each run's config.yaml still
+    records every setting it used)."""
+    return hashlib.sha256(json.dumps(declared, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def search_space(study: StudyConfig, method_label: str, method_name: str) -> dict:
@@ -339,4 +344,6 @@ def with_params(cell: Cell, params: dict) -> Cell:
         config, train=dataclasses.replace(config.train, **train),
         method_options=dataclasses.replace(config.method_options, **options))
     config = RunConfig.from_dict(config.to_dict())  # re-validated
-    return dataclasses.replace(cell, config=config, key=cell.key.rsplit("-", 1)[0] + "-" + config_key(config))
+    declared = {**cell.declared, "params": params}
+    return dataclasses.replace(cell, config=config, declared=declared,
+                               key=cell.key.rsplit("-", 1)[0] + "-" + declared_key(declared))

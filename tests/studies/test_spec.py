@@ -1,0 +1,40 @@
+"""Study files: cell expansion and the cell key (what identifies a cell across runs)."""
+from __future__ import annotations
+
+import pytest
+
+from medpeft.runtime import RunConfig
+from medpeft.studies.spec import cells, load_study, with_params
+
+from .conftest import write_study
+
+
+def test_cells_are_the_grid_of_data_fractions_backbones_methods_and_seeds(tmp_path):
+    path = write_study(tmp_path / "s", seeds=[0, 1], backbones=[
+        {"label": "vit", "backbone": {"name": "vit_tiny", "img_size": 16, "patch_size": 8, "timm_kwargs": {"depth": 1}}},
+        {"label": "cnn", "backbone": {"name": "resnet18", "img_size": 16}}])
+    grid = cells(load_study(path))
+    # LoRA fits ViTs only: vit gets FFT and LoRA, cnn only FFT; 2 fractions, 2 seeds
+    assert len(grid) == (2 + 1) * 2 * 2
+    assert {(c.backbone, c.method) for c in grid} == {("vit", "FFT"), ("vit", "LoRA"), ("cnn", "FFT")}
+    assert len({c.key for c in grid}) == len(grid)
+    assert all(c.config.train.seed == c.seed for c in grid)
+
+
+def test_the_key_follows_the_study_file_not_the_codes_defaults(tmp_path, monkeypatch):
+    path = write_study(tmp_path / "s")
+    before = [c.key for c in cells(load_study(path))]
+    real = RunConfig.to_dict
+    monkeypatch.setattr(RunConfig, "to_dict", lambda self: {**real(self), "an_option_added_later": 1})
+    assert [c.key for c in cells(load_study(path))] == before  # a code upgrade keeps the cells
+    edited = write_study(tmp_path / "t", train={"epochs": 2, "batch_size": 32, "n_bootstrap": 10})
+    assert not set(before) & {c.key for c in cells(load_study(edited))}  # an edit makes new ones
+
+
+def test_searched_parameters_make_their_own_cell(tmp_path):
+    cell = cells(load_study(write_study(tmp_path / "s")))[1]  # LoRA
+    tuned = with_params(cell, {"lr": 1e-3, "rank": 4})
+    assert tuned.key != cell.key and tuned.key.split("-")[:-1] == cell.key.split("-")[:-1]
+    assert tuned.config.train.lr == 1e-3 and tuned.config.method_options.rank == 4
+    with pytest.raises(ValueError, match="cannot apply searched parameter 'nope'"):
+        with_params(cell, {"nope": 1})
