@@ -138,7 +138,7 @@ def _int_list(text: str) -> list[int]:
 def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
     from .cliargs import add_dataclass_flags
     from .models import BackboneConfig
-    from .pretrain.config import MAEConfig, PretrainDataConfig, PretrainTrainConfig
+    from .pretrain.config import OBJECTIVES, MAEConfig, PretrainDataConfig, PretrainTrainConfig, SimCLRConfig
 
     parser.add_argument("--config", help="YAML recipe (e.g. a pretraining run's config.yaml); flags override it")
     parser.add_argument("--out", help="run directory; if not given: runs/pretrain/<name or data-backbone>")
@@ -152,7 +152,11 @@ def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
                         metavar="EPOCHS", help="also save checkpoint-<epoch>.pth after these epochs, e.g. 10,20")
     add_dataclass_flags(parser, PretrainDataConfig, "data", skip=("specs",))
     add_dataclass_flags(parser, BackboneConfig, "backbone", rename={"name": "backbone"}, skip=("checkpoint",))
+    parser.add_argument("--objective", dest="top.objective", choices=OBJECTIVES, default=argparse.SUPPRESS,
+                        help="mae: masked autoencoder (ViTs, the default) | simclr: contrastive (any backbone, e.g. "
+                             "a ResNet for the CNN methods)")
     add_dataclass_flags(parser, MAEConfig, "mae")
+    add_dataclass_flags(parser, SimCLRConfig, "simclr")
     add_dataclass_flags(parser, PretrainTrainConfig, "train", skip=("save_at",))
 
 
@@ -162,7 +166,8 @@ def pretrain_config_from_args(args: argparse.Namespace):
     from .config import load_yaml, merge
     from .pretrain import PretrainConfig
 
-    values = merge(load_yaml(args.config) if args.config else {}, given_values(args))
+    given = given_values(args)
+    values = merge(load_yaml(args.config) if args.config else {}, {**given.pop("top", {}), **given})
     return PretrainConfig.from_dict(values)
 
 

@@ -32,7 +32,7 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     config = tiny_config(epochs=2)
     pretrain(config, tmp_path / "straight", progress=False)
 
-    real, calls = loop.MAEJob.end_epoch, []
+    real, calls = loop.PretrainJob.end_epoch, []
 
     def interrupted(job, stats):  # killed at the end of the second epoch, before its checkpoint
         calls.append(1)
@@ -40,10 +40,10 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
             raise KeyboardInterrupt
         return real(job, stats)
 
-    monkeypatch.setattr(loop.MAEJob, "end_epoch", interrupted)
+    monkeypatch.setattr(loop.PretrainJob, "end_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pretrain(config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(loop.MAEJob, "end_epoch", real)
+    monkeypatch.setattr(loop.PretrainJob, "end_epoch", real)
     assert (tmp_path / "resumed" / "checkpoint-last.pt").is_file()
     summary = pretrain(config, tmp_path / "resumed", resume=True, progress=False)
     assert len(summary["history"]) == 2

@@ -105,6 +105,7 @@ class BackboneConfig:
     mean: tuple[float, ...] | None = None  # input normalisation; None: the checkpoint card's, else the backbone's
     std: tuple[float, ...] | None = None  # (1 value, repeated over RGB, or 3)
     timm_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments, e.g. {depth: 4}
+    small_stem: bool | None = None  # ResNets: a 3x3 stride-1 stem without max-pooling, for 28-64 px images (MedMNIST's ResNet); None: the card's, else off
 
     def __post_init__(self):
         if self.img_size is not None and self.img_size < 8:
@@ -135,7 +136,7 @@ class BackboneConfig:
         return self.spec.timm_name
 
     def is_resolved(self) -> bool:
-        return None not in (self.name, self.img_size, self.mean, self.std) and (
+        return None not in (self.name, self.img_size, self.mean, self.std, self.small_stem) and (
             self.patch_size is not None or self.spec.patch_size is None)
 
     def with_defaults(self, card: dict | None = None) -> tuple["BackboneConfig", list[str]]:
@@ -147,9 +148,11 @@ class BackboneConfig:
                      "patch_size": card.get("patch_size"),
                      "mean": tuple(card["mean"]) if card.get("mean") else None,
                      "std": tuple(card["std"]) if card.get("std") else None,
-                     "timm_kwargs": (card.get("config") or {}).get("backbone", {}).get("timm_kwargs") or None}
+                     "timm_kwargs": (card.get("config") or {}).get("backbone", {}).get("timm_kwargs") or None,
+                     "small_stem": (card.get("config") or {}).get("backbone", {}).get("small_stem")}
         for key, carded in from_card.items():
-            given = getattr(self, key) or None
+            given = getattr(self, key)
+            given = None if given in ({}, ()) else given
             if given is not None and carded is not None and _differs(given, carded):
                 warnings.append(f"{key} {_text(given)} differs from the checkpoint card's {_text(carded)} "
                                 f"(the weights were pretrained with it); using {_text(given)} as given")
@@ -161,6 +164,7 @@ class BackboneConfig:
         values["mean"] = values["mean"] or spec.mean
         values["std"] = values["std"] or spec.std
         values["timm_kwargs"] = values["timm_kwargs"] or {}
+        values["small_stem"] = bool(values["small_stem"])
         return dataclasses.replace(self, **values), warnings
 
 
@@ -236,7 +240,24 @@ def create_backbone(config: BackboneConfig, num_classes: int) -> nn.Module:
     except TypeError as err:
         raise ValueError(_bad_kwargs_message(spec, config.timm_kwargs, err)) from None
     family_of(model)  # reject unsupported classes early
+    if config.small_stem:
+        _small_stem(model, config)
     return model
+
+
+def _small_stem(model: nn.Module, config: BackboneConfig) -> None:
+    """MedMNIST v2's ResNet for 28 px (as for CIFAR): conv1 3x3, stride 1, and no max-pooling, so a
+    28-px image reaches the last stage at 4 x 4 instead of 1 x 1. Timm has no such stem option."""
+    if family_of(model) != "resnet":
+        raise ValueError(f"small_stem applies to ResNets only, not {config.name}")
+    old = model.conv1
+    if not isinstance(old, nn.Conv2d):
+        raise ValueError(f"small_stem needs a ResNet with a single conv1 (stem_type ''), got {type(old).__name__}")
+    model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, 3, stride=1, padding=1, bias=False,
+                            device=old.weight.device, dtype=old.weight.dtype)
+    if not old.weight.is_meta:
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # timm's conv init
+    model.maxpool = nn.Identity()
 
 
 def check_backbone(config: BackboneConfig, num_classes: int = 1) -> None:

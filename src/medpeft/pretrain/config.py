@@ -32,6 +32,22 @@ class MAEConfig:
                              f"positions) and by decoder_heads {self.decoder_heads}")
 
 
+OBJECTIVES = ("mae", "simclr")
+
+
+@dataclass
+class SimCLRConfig:
+    temperature: float = 0.1  # NT-Xent temperature (SimCLR: 0.1-0.5; lower is sharper)
+    projection_dim: int = 128  # output width of the projection MLP (dropped after pretraining)
+    hidden_dim: int = 512  # hidden width of the projection MLP
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.projection_dim < 1 or self.hidden_dim < 1:
+            raise ValueError("projection_dim and hidden_dim must be at least 1")
+
+
 @dataclass
 class PretrainDataConfig:
     specs: tuple[str, ...] = ("synthetic-cxr",)  # dataset specs; their training images are pooled
@@ -105,13 +121,20 @@ def _pretraining_backbone() -> BackboneConfig:
 class PretrainConfig:
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     backbone: BackboneConfig = field(default_factory=_pretraining_backbone)  # the encoder
+    objective: str = "mae"  # mae (masked autoencoder; ViTs) | simclr (contrastive; any backbone, e.g. ResNets)
     mae: MAEConfig = field(default_factory=MAEConfig)
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.backbone.checkpoint is not None:
-            raise ValueError("MAE pretraining starts from a random initialisation; --checkpoint "
+            raise ValueError("pretraining starts from a random initialisation; --checkpoint "
                              "(continued pretraining) is not supported yet")
+        if self.objective == "mae" and self.backbone.name is not None and self.backbone.spec.family != "vit":
+            raise ValueError(f"MAE pretraining needs a ViT, not {self.backbone.name}; use --objective simclr "
+                             "for CNNs")
 
     def resolved(self) -> "PretrainConfig":
         """A copy whose backbone has every size and statistic set (from its spec)."""

@@ -54,9 +54,16 @@ def pretraining_transform(img_size: int, mean, std, crop_scale=(0.2, 1.0), hflip
     return lambda image: pipeline(to_chw(image))
 
 
-def load_unlabeled(data: PretrainDataConfig, backbone: BackboneConfig, val_images: int) -> UnlabeledData:
-    train_tf = pretraining_transform(backbone.img_size, backbone.mean, backbone.std, data.crop_scale, data.hflip)
-    eval_tf = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
+def load_unlabeled(data: PretrainDataConfig, backbone: BackboneConfig, val_images: int,
+                   objective: str = "mae") -> UnlabeledData:
+    """The pooled training images (augmented for ``objective``) and a fixed set of validation
+    images: for MAE at the model's size; for SimCLR as view pairs (the held-out loss seeds them)."""
+    if objective == "simclr":
+        from .simclr import two_views
+        train_tf = eval_tf = two_views(backbone.img_size, backbone.mean, backbone.std, data.crop_scale, data.hflip)
+    else:
+        train_tf = pretraining_transform(backbone.img_size, backbone.mean, backbone.std, data.crop_scale, data.hflip)
+        eval_tf = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
     trains, vals, sources = [], [], []
     for spec in data.specs:
         splits = load_dataset(spec, data_root=data.data_root, skip_bad=data.skip_bad)

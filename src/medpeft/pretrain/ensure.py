@@ -21,9 +21,21 @@ from .loop import checkpoint_name, pretrain
 
 
 def cached_config(name: str) -> dict | None:
-    """The config the cached checkpoint ``name`` was made with, if it has a card."""
+    """The config the cached checkpoint ``name`` was made with, if it has a card, read with
+    today's defaults (so an option added to medpeft since does not remake the checkpoint)."""
     path = checkpoint_dir(name) / "checkpoint.pth"
-    return read_card(path).get("config") if path.is_file() else None
+    values = read_card(path).get("config") if path.is_file() else None
+    return normalised(values)
+
+
+def normalised(values: dict | None) -> dict | None:
+    """A saved pretraining config as today's code reads it (None when it no longer parses)."""
+    if values is None:
+        return None
+    try:
+        return PretrainConfig.from_dict(values).resolved().to_dict()
+    except (ValueError, TypeError):
+        return None
 
 
 def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | None = None,
@@ -35,7 +47,7 @@ def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | N
     if cached_config(name) == wanted:
         return checkpoint_dir(name) / "checkpoint.pth"
     work = cache_root() / "pretrain-runs" / name
-    if work.exists() and _saved_config(work) != wanted:
+    if work.exists() and normalised(_saved_config(work)) != wanted:
         shutil.rmtree(work)  # our own scratch folder, from an older config
     final = work / checkpoint_name(config.train.epochs)
     if RunDir(work).is_complete() and final.is_file():  # finished, but never published

@@ -17,6 +17,7 @@ import contextlib
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from rich.console import Console
 from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
@@ -30,6 +31,7 @@ from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
 from .figure import save_reconstruction_figure
 from .mae import MaskedAutoencoderViT, build_mae, kept_count
+from .simclr import build_simclr
 
 FIGURE = "reconstruction.png"
 VAL_MASK_SEED = 1234  # the held-out loss always hides the same patches
@@ -46,10 +48,11 @@ def build_optimizer(model: MaskedAutoencoderViT, config: PretrainConfig) -> torc
     return torch.optim.AdamW(groups, lr=config.train.learning_rate(), betas=config.train.betas)
 
 
-class MAEJob(Job):
-    """One batch: the masked-patch loss. One epoch: the held-out loss, and numbered checkpoints."""
+class PretrainJob(Job):
+    """One batch: the objective's loss (MAE's masked-patch loss or SimCLR's NT-Xent). One epoch:
+    the held-out loss, and numbered checkpoints."""
 
-    def __init__(self, model: MaskedAutoencoderViT, optimizer, config: PretrainConfig, data: UnlabeledData,
+    def __init__(self, model: nn.Module, optimizer, config: PretrainConfig, data: UnlabeledData,
                  device, autocast, run: RunDir, params: dict):
         self.model, self.optimizer, self.config, self.data = model, optimizer, config, data
         self.device, self.autocast, self.run, self.params = device, autocast, run, params
@@ -87,14 +90,14 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
 def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console, progress) -> dict:
     train = config.train
     autocast = autocast_for(device, train.precision)
-    data = load_unlabeled(config.data, config.backbone, train.val_images)
+    data = load_unlabeled(config.data, config.backbone, train.val_images, config.objective)
     seed_everything(train.seed)
-    model = build_mae(config.backbone, config.mae).to(device)
+    model = build_objective(config).to(device)
     optimizer = build_optimizer(model, config)
     params = _describe(model, optimizer, config, data, device, console)
     if state is None:
         run.log(f"start: {data.describe()}; {params}")
-    job = MAEJob(model, optimizer, config, data, device, autocast, run, params)
+    job = PretrainJob(model, optimizer, config, data, device, autocast, run, params)
     settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed,
                             lr=train.learning_rate(), min_lr=train.min_lr, warmup_epochs=train.warmup_epochs,
                             clip_grad=train.clip_grad, num_workers=train.num_workers,
@@ -104,17 +107,30 @@ def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console,
     return _finish(run, model, config, data, result, params, device, name, console)
 
 
+def build_objective(config: PretrainConfig) -> nn.Module:
+    """The model pretraining trains: MAE around a ViT, or SimCLR around any backbone."""
+    if config.objective == "simclr":
+        c = config.simclr
+        return build_simclr(config.backbone, c.projection_dim, c.hidden_dim, c.temperature)
+    return build_mae(config.backbone, config.mae)
+
+
 @torch.no_grad()
-def heldout_loss(model: MaskedAutoencoderViT, images, batch_size: int, device, autocast) -> float | None:
-    """Mean masked-patch loss over ``images`` with the same masks every time."""
+def heldout_loss(model: nn.Module, images, batch_size: int, device, autocast) -> float | None:
+    """Mean held-out loss over ``images``, comparable across epochs: MAE hides the same patches
+    every time, SimCLR draws the same view pairs (the global RNG is forked and seeded)."""
     if len(images) == 0:
         return None
     model.eval()
     generator = torch.Generator().manual_seed(VAL_MASK_SEED)
     total = 0.0
-    for batch in DataLoader(images, batch_size=batch_size, shuffle=False):
-        with autocast or contextlib.nullcontext():
-            total += model(batch.to(device), generator=generator).loss.item() * len(batch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(VAL_MASK_SEED)
+        for batch in DataLoader(images, batch_size=batch_size, shuffle=False):
+            with autocast or contextlib.nullcontext():
+                out = model(batch.to(device), generator=generator) if isinstance(model, MaskedAutoencoderViT) \
+                    else model(batch.to(device))
+            total += out.loss.item() * len(batch)
     return total / len(images)
 
 
@@ -132,7 +148,7 @@ def _finish(run: RunDir, model, config: PretrainConfig, data: UnlabeledData, res
                            result.elapsed, params)
     console.print(f"checkpoint: {final}")
     figure = None
-    if train.figure_images and len(data.val):
+    if train.figure_images and len(data.val) and isinstance(model, MaskedAutoencoderViT):
         picks = torch.linspace(0, len(data.val) - 1, min(train.figure_images, len(data.val))).round().long()
         images = torch.stack([data.val[int(i)] for i in picks]).to(device)
         figure = save_reconstruction_figure(
@@ -164,10 +180,16 @@ def _describe(model, optimizer, config, data, device, console) -> dict[str, int]
                        f"at weight decay {g['weight_decay']:g}" for g in optimizer.param_groups)
     b, m, t = config.backbone, config.mae, config.train
     console.print(data.describe())
-    console.print(f"MAE {b.name} {b.img_size} px, patch {model.patch_size} ({model.num_patches} patches, "
-                  f"{kept_count(model.num_patches, m.mask_ratio)} visible), "
-                  f"decoder {m.decoder_depth} x {m.decoder_dim}; trainable: encoder {encoder:,}, "
-                  f"decoder {decoder:,}")
+    if isinstance(model, MaskedAutoencoderViT):
+        console.print(f"MAE {b.name} {b.img_size} px, patch {model.patch_size} ({model.num_patches} patches, "
+                      f"{kept_count(model.num_patches, m.mask_ratio)} visible), "
+                      f"decoder {m.decoder_depth} x {m.decoder_dim}; trainable: encoder {encoder:,}, "
+                      f"decoder {decoder:,}")
+    else:
+        c = config.simclr
+        console.print(f"SimCLR {b.name} {b.img_size} px, two views per image, NT-Xent temperature "
+                      f"{c.temperature:g}, projection {c.hidden_dim} -> {c.projection_dim}; trainable: encoder "
+                      f"{encoder:,}, projection head {decoder:,}")
     console.print(f"AdamW betas {t.betas}, peak lr {t.learning_rate():.3g} (blr {t.blr:g} x {t.batch_size}/256"
                   f"{'' if t.lr is None else ', overridden by --lr'}), {t.epochs} epochs, warmup "
                   f"{t.warmup_epochs:g}; groups: {groups}; device {device}")
