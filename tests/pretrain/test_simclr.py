@@ -72,3 +72,12 @@ def test_the_held_out_loss_is_the_same_for_the_same_weights(tmp_path):
 def test_mae_needs_a_vit():
     with pytest.raises(ValueError, match="MAE pretraining needs a ViT, not resnet18; use --objective simclr"):
         PretrainConfig(backbone=BackboneConfig(**RESNET))
+
+
+def test_naming_another_architecture_drops_the_default_vit_sizes():
+    """``--backbone resnet50 --img-size 28`` must not inherit the default ViT's patch 8 (28 % 8)."""
+    config = PretrainConfig.from_dict({"backbone": {"name": "resnet50", "img_size": 28}, "objective": "simclr"})
+    assert (config.backbone.name, config.backbone.img_size, config.backbone.patch_size) == ("resnet50", 28, None)
+    assert config.backbone.drop_path == 0.0
+    vit = PretrainConfig.from_dict({"backbone": {"img_size": 32}})  # same architecture: the recipe's patch stays
+    assert (vit.backbone.name, vit.backbone.patch_size) == ("vit_tiny", 8)

@@ -145,7 +145,13 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PretrainConfig":
-        """Missing fields take this class's defaults (a partial ``backbone`` keeps drop_path 0)."""
+        """Missing fields take this class's defaults (a partial ``backbone`` keeps drop_path 0; one
+        naming another architecture starts from that architecture's own sizes)."""
         if not isinstance(values, dict):
             raise ValueError(f"pretrain config: expected a mapping of options, got {type(values).__name__}")
-        return from_dict(cls, merge(cls().to_dict(), values), where="pretrain config")
+        defaults = cls().to_dict()
+        backbone = values.get("backbone")
+        if isinstance(backbone, dict) and backbone.get("name") not in (None, defaults["backbone"]["name"]):
+            # another architecture: the default ViT recipe's sizes (64 px, patch 8) do not carry over
+            defaults["backbone"] = to_dict(BackboneConfig(drop_path=0.0))
+        return from_dict(cls, merge(defaults, values), where="pretrain config")
