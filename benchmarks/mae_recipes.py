@@ -1,6 +1,6 @@
 """MAE training-step throughput (img/s) of candidate recipes on this machine, model only.
 
-    python experiments/mae_pretraining/throughput.py [--steps 6] [--threads 2]
+    python benchmarks/mae_recipes.py [--steps 6] [--threads 2]
 
 Random tensors stand in for images (data loading is measured by the real runs' img/s);
 the first step is a warm-up. Check `uptime` first: other jobs on the CPU halve the numbers.
