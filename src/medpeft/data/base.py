@@ -32,6 +32,14 @@ class DataError(ValueError):
     """Bad input data: the message names the file (and line) and what to do about it."""
 
 
+class ImageTooLarge(DataError):
+    """An image whose width x height is above the pixel limit, refused before decoding."""
+
+
+class UnsupportedImage(DataError):
+    """Bytes that are not an image format medpeft decodes (neither Pillow nor DICOM)."""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str

@@ -25,13 +25,17 @@ multiplied in, as Pillow does not count channels, and neither are frames, since 
 is decoded. Change the limit in one place: ``$MEDPEFT_MAX_IMAGE_PIXELS`` (a number, or ``none``)
 or :func:`set_max_image_pixels`; both set Pillow's value, so Pillow's own check agrees.
 
-Every failure raises :class:`medpeft.data.base.DataError` naming the path and the problem.
+Every failure raises :class:`medpeft.data.base.DataError` naming the path and the problem
+(:class:`~medpeft.data.base.ImageTooLarge` above the limit, :class:`~medpeft.data.base.UnsupportedImage`
+for bytes in no format Pillow or pydicom reads). :func:`decode_image` decodes bytes held in memory
+(an HTTP upload) the same way, without writing them anywhere.
 Decoding is done by third-party libraries that raise many exception types for bad files (OSError,
 ValueError, SyntaxError, struct.error, AttributeError, ...), so decoding calls are wrapped broadly
 and the original error is quoted in the message.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -40,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError
+from .base import DataError, ImageTooLarge, UnsupportedImage
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _PREAMBLE = 128  # bytes before the b"DICM" magic of a DICOM Part 10 file
@@ -84,16 +88,16 @@ def _parse_limit(raw: str) -> int | None:
     return value
 
 
-def _too_large(path: Path, pixels: int, limit: int, shape: tuple[int, int] | None = None) -> DataError:
+def _too_large(path, pixels: int, limit: int, shape: tuple[int, int] | None = None) -> ImageTooLarge:
     """The one message for an image over the limit, whatever its format."""
     size = f"{shape[0]}x{shape[1]} = {pixels:,}" if shape else f"{pixels:,}"
-    return DataError(f"{path}: the image is {size} pixels, above the limit of {limit:,} pixels per "
+    return ImageTooLarge(f"{path}: the image is {size} pixels, above the limit of {limit:,} pixels per "
                      "image, so it was not decoded (a decompression bomb, or a genuinely huge "
                      f"image?); if the file is genuine, raise the limit with ${MAX_PIXELS_ENV}="
                      "<pixels> or medpeft.data.decode.set_max_image_pixels()")
 
 
-def _check_size(path: Path, width: int, height: int, limit: int | None) -> None:
+def _check_size(path, width: int, height: int, limit: int | None) -> None:
     if limit is not None and width * height > limit:
         raise _too_large(path, width * height, limit, (width, height))
 
@@ -105,9 +109,23 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: image file not found")
     has_magic = _has_dicom_magic(path)
     if has_magic or path.suffix.lower() in DICOM_SUFFIXES:
-        image = _read_dicom(path, force=not has_magic)
+        image = _read_dicom(path, path, force=not has_magic)
     else:
-        image = _read_pillow(path)
+        image = _read_pillow(path, path)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """:func:`read_image` for bytes in memory (an upload): same formats, limit and errors, with
+    ``name`` in the messages; a ``.dcm``/``.dicom`` name or the DICM magic selects DICOM. Bytes
+    in no format Pillow or pydicom reads raise :class:`UnsupportedImage`."""
+    if not data:
+        raise UnsupportedImage(f"{name}: the file is empty")
+    has_magic = data[_PREAMBLE:_PREAMBLE + 4] == b"DICM"
+    if has_magic or Path(name).suffix.lower() in DICOM_SUFFIXES:
+        image = _read_dicom(io.BytesIO(data), name, force=not has_magic)
+    else:
+        image = _read_pillow(io.BytesIO(data), name)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -133,9 +151,10 @@ _PIL_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 _PILLOW_OPEN = threading.Lock()
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(source, path) -> np.ndarray:
+    """Decode ``source`` (a path or a binary file object) with Pillow; ``path`` names it in errors."""
     try:
-        with _open_pillow(path, max_image_pixels()) as image:
+        with _open_pillow(source, path, max_image_pixels()) as image:
             image.load()  # decodes now, so truncated files fail here and not in a worker
             return _pillow_to_array(image, path)
     except DataError:
@@ -144,18 +163,21 @@ def _read_pillow(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode the image ({type(err).__name__}: {err})") from None
 
 
-def _open_pillow(path: Path, limit: int | None):
+def _open_pillow(source, path, limit: int | None):
     """Pillow's lazy image (header read, pixels not yet decoded), refused above ``limit``.
 
     ``limit`` is Pillow's own MAX_IMAGE_PIXELS, under which Pillow warns and above twice of which
     it raises; both become the same DataError as a DICOM over the limit.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     with _PILLOW_OPEN, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below instead
         try:
-            image = Image.open(path)
+            image = Image.open(source)
+        except UnidentifiedImageError:
+            raise UnsupportedImage(f"{path}: cannot decode the image: not in a format medpeft reads "
+                                   "(PNG, JPEG, DICOM or another format Pillow opens)") from None
         except Image.DecompressionBombError as err:
             pixels = re.search(r"\((\d+) pixels\)", str(err))
             if pixels is None or limit is None:
@@ -169,7 +191,7 @@ def _open_pillow(path: Path, limit: int | None):
     return image
 
 
-def _pillow_to_array(image, path: Path) -> np.ndarray:
+def _pillow_to_array(image, path) -> np.ndarray:
     mode = image.mode
     if mode in _PIL_16BIT:
         return np.asarray(image).astype(np.float32) / 65535.0
@@ -202,11 +224,12 @@ def _min_max(array: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- DICOM
-def _read_dicom(path: Path, force: bool) -> np.ndarray:
+def _read_dicom(source, path, force: bool) -> np.ndarray:
+    """Decode ``source`` (a path or a binary file object) as DICOM; ``path`` names it in errors."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, force=force)
+        ds = pydicom.dcmread(source, force=force)
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for bad files
         raise DataError(f"{path}: not a readable DICOM file "
                         f"({type(err).__name__}: {err})") from None
@@ -226,7 +249,7 @@ def _read_dicom(path: Path, force: bool) -> np.ndarray:
                         f"({type(err).__name__}: {err})") from None
 
 
-def _check_dicom_size(ds, path: Path) -> None:
+def _check_dicom_size(ds, path) -> None:
     """Refuse a frame over the limit from the header alone, before any pixel data is decoded."""
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
