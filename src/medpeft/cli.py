@@ -202,6 +202,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .cliargs import given_values
+    from .config import from_dict
+    from .eval import PredictConfig, predict_files
+    from .table import Table
+
+    config = from_dict(PredictConfig, given_values(args).get("predict", {}), where="predict")
+    summary = predict_files(args.run, args.inputs, args.out, config, console=console,
+                            progress=not args.no_progress)
+    console.print(f"{summary.rows} image(s) predicted -> {summary.out}"
+                  + (f"; heatmaps in {summary.heatmaps}" if summary.heatmaps else ""))
+    if summary.skipped:
+        table = Table(title=f"skipped {len(summary.skipped)} file(s)", columns=["file", "reason"])
+        for name, reason in summary.skipped:
+            table.add_row(name, reason)
+        table.print(console)
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .studies.listings import method_options_table, methods_table
 
@@ -262,7 +281,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cliargs import HelpFormatter
+    from .cliargs import HelpFormatter, add_dataclass_flags
+    from .eval.predict import PredictConfig
 
     parser = argparse.ArgumentParser(prog="medpeft", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -297,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="resamples for the AUROC CI (0 = none)")
     _format_flag(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    predict = commands.add_parser("predict", help="predict on PNG/JPEG/DICOM files or folders with a finished run",
+                                  formatter_class=HelpFormatter)
+    predict.add_argument("run", help="run directory")
+    predict.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER",
+                         help="image files, or folders searched recursively")
+    predict.add_argument("--out", default="predictions.csv",
+                         help="CSV with one row per image: probabilities, decisions at the run's validation "
+                              "thresholds, prediction")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_flags(predict, PredictConfig, "predict")
+    predict.set_defaults(func=cmd_predict)
 
     methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters, or one "
                                                   "method's options")

@@ -1,5 +1,10 @@
 """Evaluation of saved runs: rebuild a run's model from its directory and score it on its own
-test split or on another dataset with the same labels."""
-from .run import check_labels, evaluate_run, load_run_model
+test split or on another dataset with the same labels (``run``), predict on image files with it
+(``predict``, decisions by ``outputs``) and show where it looked (``explain``)."""
+from .explain import EXPLAINERS, explain, overlay
+from .outputs import RunOutputs
+from .predict import PredictConfig, PredictSummary, RunPredictor, gather_images, predict_files
+from .run import check_labels, evaluate_run, load_run_model, run_thresholds
 
-__all__ = ["check_labels", "evaluate_run", "load_run_model"]
+__all__ = ["EXPLAINERS", "explain", "overlay", "RunOutputs", "PredictConfig", "PredictSummary", "RunPredictor",
+           "gather_images", "predict_files", "check_labels", "evaluate_run", "load_run_model", "run_thresholds"]

@@ -44,11 +44,7 @@ def evaluate_run(run_dir, *, data_spec: str | None = None, data_root: str | None
     model, _, config = load_run_model(run_dir)
     model.to(device)
     autocast = autocast_for(device, config.train.precision)
-    thresholds = stored_thresholds(adapter, run.path)
-    if thresholds is None and splits.info.task != "multiclass":  # a run from before thresholds were stored
-        own = splits if data_spec is None else load_splits(config.data, config.backbone)
-        _, thresholds = validation_thresholds(model, make_loader(own.val, config.train, shuffle=False), own.info,
-                                              device, autocast=autocast)
+    thresholds = run_thresholds(run.path, adapter, model, config, device, own=splits if data_spec is None else None)
     dataset = splits.split(split)
     info = splits.info
     scores, labels = predict(model, make_loader(dataset, config.train, shuffle=False), info.task, device, autocast)
@@ -59,6 +55,21 @@ def evaluate_run(run_dir, *, data_spec: str | None = None, data_root: str | None
                                                 column=info.subgroup, thresholds=thresholds,
                                                 n_bootstrap=min(n_bootstrap, 200), seed=config.train.seed)
     return metrics
+
+
+def run_thresholds(run_dir, adapter: dict, model: nn.Module, config: RunConfig, device, *,
+                   own=None) -> dict[str, float] | None:
+    """The run's decision thresholds ({label: threshold}; None for multiclass, which takes the
+    argmax): the stored ones, or for a run from before thresholds were stored, those chosen on its
+    own validation split (``own``: its splits, if already loaded) with its saved weights."""
+    thresholds = stored_thresholds(adapter, run_dir)
+    if thresholds is None and adapter.get("task", "binary") != "multiclass":
+        own = own if own is not None else load_splits(config.data, config.backbone)
+        if own.info.task != "multiclass":
+            _, thresholds = validation_thresholds(model, make_loader(own.val, config.train, shuffle=False),
+                                                  own.info, device,
+                                                  autocast=autocast_for(device, config.train.precision))
+    return thresholds
 
 
 def stored_thresholds(adapter: dict, run_dir) -> dict[str, float] | None:

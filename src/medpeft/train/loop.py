@@ -202,6 +202,7 @@ def _finish(run: RunDir, config: RunConfig, job: ClassifierJob, splits: DataSpli
     save_adapter(model, job.method, run.path, extra={
         "base_model_name_or_path": config.backbone.name, "backbone": config.to_dict()["backbone"],
         "num_outputs": info.num_outputs, "task": info.task, "labels": list(info.column_names),
+        "label_names": list(info.label_names),  # a binary run's two class names (labels has the positive)
         **({"thresholds": thresholds} if thresholds is not None else {})})
     run.save_metrics(metrics)
     if not train.keep_checkpoint:
