@@ -29,6 +29,7 @@ from ..data.base import DataError
 from ..data.decode import read_image
 from ..data.transforms import build_transform
 from ..methods import read_adapter_config
+from ..models import resolve_backbone
 from ..runtime import RunConfig, autocast_for, probabilities, resolve_device
 from ..runtime.device import check_device_name
 from .explain import display_image, explain, explanation_target, overlay
@@ -59,7 +60,7 @@ class RunPredictor:
     """
 
     def __init__(self, model: nn.Module, config: RunConfig, outputs: RunOutputs, device: torch.device):
-        backbone = config.backbone
+        backbone = config.backbone if config.backbone.is_resolved() else resolve_backbone(config.backbone)[0]
         self.model, self.config, self.outputs, self.device = model.eval(), config, outputs, device
         self.transform = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
         self.autocast = autocast_for(device, config.train.precision)
