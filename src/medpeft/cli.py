@@ -221,6 +221,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .cliargs import given_values
+    from .config import from_dict, load_yaml, merge
+    from .serve.config import ServeConfig
+    from .serve.server import api_key_from, serve
+
+    values = merge(load_yaml(args.config) if args.config else {}, given_values(args).get("serve", {}))
+    config = from_dict(ServeConfig, values, where="serve")
+    serve(args.runs, config, api_key=api_key_from(args.api_key_file), console=console)
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .studies.listings import method_options_table, methods_table
 
@@ -283,6 +295,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .cliargs import HelpFormatter, add_dataclass_flags
     from .eval.predict import PredictConfig
+    from .serve.config import ServeConfig
 
     parser = argparse.ArgumentParser(prog="medpeft", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -329,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dataclass_flags(predict, PredictConfig, "predict")
     predict.set_defaults(func=cmd_predict)
+
+    serve = commands.add_parser("serve", help="HTTP API and web page: one backbone in memory, each run's "
+                                              "adapter chosen per request", formatter_class=HelpFormatter)
+    serve.add_argument("runs", nargs="+", metavar="[NAME=]RUN",
+                       help="run directories, named by their folder or NAME= (the name requests use)")
+    serve.add_argument("--config", help="YAML file of the options below; flags override it")
+    serve.add_argument("--api-key-file", help="file whose first line is the API key every request must send "
+                                              "(default: $MEDPEFT_API_KEY; neither: no key)")
+    add_dataclass_flags(serve, ServeConfig, "serve")
+    serve.set_defaults(func=cmd_serve)
 
     methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters, or one "
                                                   "method's options")

@@ -1,0 +1,220 @@
+"""The HTTP API and the web page: a FastAPI application over an :class:`AdapterPool`.
+
+    GET  /                              the web page (drop an image, choose a model)
+    GET  /health                        {"status": "ok", ...}; never needs the API key
+    GET  /metrics                       Prometheus text: requests, latency, batches, memory
+    GET  /v1/models                     every run: name, task, labels, thresholds, method,
+                                        backbone, base, trainable parameters, batching; memory
+    GET  /v1/models/{name}              one run
+    POST /v1/models/{name}/predict      an image (raw body or form field "file"); ?explain=true
+                                        adds the heatmap overlay and the image as the model saw it
+
+Every failure is a JSON ``{"error": message}`` with a 4xx status that says whose it is: 400 a
+body without an image, 401 a missing or wrong API key, 404 an unknown model, 413 an upload over
+``--max-upload-mb`` or an image over ``--max-pixels`` (refused from its header, before decoding:
+decompression bombs), 415 bytes in no image format medpeft reads, 422 an image that cannot be
+decoded (truncated, corrupt), 503 a full queue. A 500 is a bug.
+
+With an API key (``$MEDPEFT_API_KEY``), every route but ``/``, ``/health`` and the page's own
+files needs it, as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. Uploads stay in
+memory (:mod:`medpeft.serve.upload`) unless ``save_uploads`` names a folder.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..data.base import DataError, ImageTooLarge, UnsupportedImage
+from ..data.decode import decode_image
+from ..eval.explain import display_image, overlay
+from .batcher import Batcher, Overloaded
+from .config import ServeConfig
+from .pool import AdapterPool, ServedRun
+from .stats import Stats
+from .upload import Upload, UploadError, read_upload
+
+log = logging.getLogger("medpeft.serve")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: str | None = None) -> FastAPI:
+    config = config or ServeConfig()
+    stats = Stats()
+    batcher = Batcher(pool.predict, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
+                      max_queue=config.max_queue, on_batch=stats.batch)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="medpeft", summary="PEFT runs over one backbone", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # the docs pages load scripts from a CDN
+    app.state.pool, app.state.stats, app.state.batcher = pool, stats, batcher
+    _error_handlers(app)
+    guard = Depends(_key_check(api_key))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page():
+        return HTMLResponse(resources.files(__package__).joinpath("page.html").read_text(),
+                            headers={"Cache-Control": "no-store"})
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "models": len(pool.runs), "uptime_s": round(time.time() - stats.started, 3)}
+
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[guard])
+    def metrics():
+        return PlainTextResponse(stats.render(pool.memory(), batcher.waiting, len(pool.runs)),
+                                 media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", dependencies=[guard])
+    def list_models():
+        return {"models": [run.describe() for run in pool.runs.values()], "memory": pool.memory(),
+                "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": _pixel_limit()}}
+
+    @app.get("/v1/models/{name}", dependencies=[guard])
+    def one_model(name: str):
+        return _served(pool, name).describe()
+
+    @app.post("/v1/models/{name}/predict", dependencies=[guard])
+    async def predict(name: str, request: Request, explain: bool = False):
+        start, status = time.perf_counter(), 500
+        try:
+            run = _served(pool, name)
+            upload = await _read(request, config)
+            if config.save_uploads:
+                await run_in_threadpool(_save, upload, Path(config.save_uploads))
+            image, inputs = await run_in_threadpool(_prepare, run, upload)
+            try:
+                scores = await batcher.submit(name, inputs)
+            except Overloaded as err:
+                raise ApiError(503, str(err), {"Retry-After": "1"}) from None
+            answer = {"model": name, **run.predictor.outputs.record(scores),
+                      "image": {"name": upload.filename, "height": image.shape[0], "width": image.shape[1]}}
+            if explain:
+                answer["explanation"] = await batcher.run_alone(_explain, run, inputs, scores, image)
+            status = 200
+            return answer
+        except ApiError as err:
+            status = err.status
+            raise
+        finally:
+            stats.request(name if name in pool.runs else "", status, time.perf_counter() - start)
+
+    return app
+
+
+def _served(pool: AdapterPool, name: str) -> ServedRun:
+    if name not in pool.runs:
+        raise ApiError(404, f"no model named {name!r}; this server has: {', '.join(sorted(pool.runs))} "
+                            "(GET /v1/models)")
+    return pool.runs[name]
+
+
+async def _read(request: Request, config: ServeConfig) -> Upload:
+    try:
+        return await read_upload(request, config.max_upload_bytes)
+    except UploadError as err:
+        raise ApiError(err.status, str(err)) from None
+
+
+def _prepare(run: ServedRun, upload: Upload) -> tuple[np.ndarray, torch.Tensor]:
+    """Decode as training does (pixel limit checked before decoding), then the run's transform."""
+    try:
+        image = decode_image(upload.data, upload.filename)
+    except ImageTooLarge as err:
+        raise ApiError(413, str(err)) from None
+    except UnsupportedImage as err:
+        raise ApiError(415, str(err)) from None
+    except DataError as err:
+        raise ApiError(422, str(err)) from None
+    return image, run.predictor.prepare(image)
+
+
+def _explain(run: ServedRun, inputs: torch.Tensor, scores: np.ndarray, image: np.ndarray) -> dict:
+    heat, explainer, targets = run.predictor.heatmaps(inputs[None], scores[None])
+    view = display_image(image, run.predictor.config.backbone.img_size)
+    return {"method": explainer, "of": "all labels" if explainer == "attention rollout" else targets[0],
+            "overlay": _png_data_url(overlay(view, heat[0])),
+            "image": _png_data_url(Image.fromarray(np.round(view * 255).astype(np.uint8)))}
+
+
+def _png_data_url(picture) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _save(upload: Upload, folder: Path) -> None:
+    """Keep an upload (asked for with save_uploads), named by its content: <sha256><suffix>."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(upload.filename).suffix.lower()
+    suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8 else ".bin"
+    (folder / f"{hashlib.sha256(upload.data).hexdigest()}{suffix}").write_bytes(upload.data)
+
+
+def _pixel_limit() -> int | None:
+    from ..data.decode import max_image_pixels
+
+    return max_image_pixels()
+
+
+def _key_check(api_key: str | None):
+    expected = api_key.encode() if api_key else None
+
+    def check(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key", "")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not given and scheme.lower() == "bearer":
+            given = token.strip()
+        if not given or not hmac.compare_digest(given.encode(), expected):
+            raise ApiError(401, "a valid API key is needed: send it as 'X-API-Key: <key>' or "
+                                "'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request, err: ApiError):
+        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, err: StarletteHTTPException):
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, err: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def bug(_request, err: Exception):
+        log.exception("internal error")
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); see the server's log"},
+                            status_code=500)

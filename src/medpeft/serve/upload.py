@@ -1,0 +1,137 @@
+"""Reading an uploaded image into memory, bounded, and never onto disk.
+
+Two ways to send an image: the raw bytes as the request body (``curl --data-binary @x.png``,
+the file name optionally in ``X-Filename``), or a ``multipart/form-data`` form with the file in
+a field named ``file`` (``curl -F file=@x.dcm``, an HTML form). The body is read chunk by chunk
+and refused (413) as soon as it passes the limit, so a client cannot make the server hold more
+than the limit; a declared ``Content-Length`` above it is refused before reading anything.
+
+Forms are parsed here with python-multipart's streaming parser into memory, not through
+Starlette's ``request.form()``, whose parts roll over to temporary files above 1 MB: nothing
+uploaded is written to disk unless ``--save-uploads`` asks for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+FORM_FIELD = "file"
+FORM_OVERHEAD = 64 * 1024  # room for a form's boundaries and part headers beyond the file itself
+
+
+class UploadError(Exception):
+    """A request whose body cannot be used: ``status`` is the HTTP answer (400, 413, 415)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Upload:
+    data: bytes
+    filename: str  # the client's name for the file ("upload" when it gave none)
+    content_type: str
+
+
+async def read_upload(request: Request, limit: int) -> Upload:
+    """The image in ``request``'s body (raw or a multipart form), at most ``limit`` bytes."""
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    kind, options = parse_options_header(content_type)
+    is_form = kind == b"multipart/form-data"
+    body = await _read_body(request, limit + (FORM_OVERHEAD if is_form else 0), limit)
+    if not is_form:
+        name = request.headers.get("x-filename") or "upload"
+        return Upload(_checked(body, limit), _safe_name(name), content_type)
+    if b"boundary" not in options:
+        raise UploadError(400, "a multipart/form-data body needs a boundary in its Content-Type")
+    parts = _parse_form(body, options[b"boundary"])
+    files = [p for p in parts if p.name == FORM_FIELD] or [p for p in parts if p.filename]
+    if not files:
+        raise UploadError(400, f"the form has no file; send the image in a field named {FORM_FIELD!r} "
+                               "(curl -F file=@image.png) or as the raw request body")
+    part = files[0]
+    return Upload(_checked(part.data, limit), _safe_name(part.filename or "upload"), part.content_type)
+
+
+async def _read_body(request: Request, cap: int, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise UploadError(413, _too_large(int(declared), limit))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise UploadError(413, _too_large(size, limit, more=True))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _checked(data: bytes, limit: int) -> bytes:
+    if len(data) > limit:
+        raise UploadError(413, _too_large(len(data), limit))
+    if not data:
+        raise UploadError(400, "the upload is empty; send an image (PNG, JPEG or DICOM)")
+    return data
+
+
+def _too_large(size: int, limit: int, more: bool = False) -> str:
+    return (f"the upload is {'more than ' if more else ''}{size:,} bytes, above the server's limit of {limit:,} "
+            "bytes (medpeft serve --max-upload-mb)")
+
+
+def _safe_name(name: str) -> str:
+    """The last path component, printable: it only labels messages and selects DICOM by suffix."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in name if c.isprintable())[:200] or "upload"
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str = ""
+    content_type: str = ""
+    data: bytes = b""
+
+
+def _parse_form(body: bytes, boundary: bytes) -> list[_Part]:
+    """The parts of a multipart/form-data body, each in memory."""
+    parts: list[_Part] = []
+    header: dict[str, bytes] = {"field": b"", "value": b""}
+    headers: dict[bytes, bytes] = {}
+    chunks: list[bytes] = []
+
+    def on_part_begin():
+        headers.clear()
+        chunks.clear()
+
+    def on_header_field(data, start, end):
+        header["field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header["value"] += data[start:end]
+
+    def on_header_end():
+        headers[header["field"].lower()] = header["value"]
+        header["field"], header["value"] = b"", b""
+
+    def on_part_data(data, start, end):
+        chunks.append(bytes(data[start:end]))
+
+    def on_part_end():
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        parts.append(_Part(disposition.get(b"name", b"").decode("utf-8", "replace"),
+                           disposition.get(b"filename", b"").decode("utf-8", "replace"),
+                           headers.get(b"content-type", b"").decode("latin-1"), b"".join(chunks)))
+
+    callbacks = dict(on_part_begin=on_part_begin, on_header_field=on_header_field, on_header_value=on_header_value,
+                     on_header_end=on_header_end, on_part_data=on_part_data, on_part_end=on_part_end)
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as err:  # noqa: BLE001 - python-multipart raises its own error types
+        raise UploadError(400, f"the multipart/form-data body cannot be parsed ({err})") from None
+    return parts
