@@ -27,3 +27,17 @@ def xray_images():
     from medpeft.data import load_dataset
 
     return load_dataset("medmnist:pneumoniamnist").test.images.array[:12]
+
+
+@pytest.fixture(scope="session")
+def live_server(served_runs, tmp_path_factory):
+    """``medpeft serve`` in its own process on 127.0.0.1 (a free port) with two LoRA runs and BitFit."""
+    from .live import LiveServer
+
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    server = LiveServer({name: served_runs[name] for name in ("pneu-lora", "breast-lora", "pneu-bitfit")},
+                        "--max-upload-mb", "0.5", "--threads", "1", log=log)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
