@@ -231,7 +231,8 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.runs)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine()}\ncommand: {' '.join(sys.argv)}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    host = machine()
+    print(f"machine: {host}\ncommand: {' '.join(sys.argv)}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     runs = train_runs(root, args.vit_depth, args.train_steps)
     bodies = png_bodies(64)
     options = ["--threads", str(args.threads)]
@@ -254,7 +255,7 @@ def main() -> None:
           f"{kill['after_restart']['ok']}/{kill['after_restart']['requests']} answered")
     print(f"machine at the end: load average {os.getloadavg()[0]:.2f} (1 min)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "kill": kill, "machine": machine()}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "kill": kill, "machine": host}, indent=1))
     failed = [r["config"] for r in rows if r["ok"] != r["requests"]]
     if failed or kill["max_abs_diff"] != 0 or kill["after_restart"]["ok"] != kill["after_restart"]["requests"]:
         raise SystemExit(f"errors: {failed or ''} {'' if kill['max_abs_diff'] == 0 else 'answers changed'}")
