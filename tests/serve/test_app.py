@@ -209,3 +209,60 @@ def test_nothing_uploaded_is_written_to_disk_unless_asked(pool, xray_images, tmp
         written = writes_during(lambda: post(client, "x.png"))  # the control: the hook sees this write
     saved = keep / (hashlib.sha256(body).hexdigest() + ".png")
     assert written == [str(saved)] and saved.read_bytes() == body
+
+
+class GatedPool:
+    """The pool, with each model call held until ``release`` is set (``entered`` tells it started)."""
+
+    def __init__(self, pool):
+        import threading
+
+        self.pool, self.runs = pool, pool.runs
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict(self, items):
+        self.entered.set()
+        assert self.release.wait(60), "the test never released the model"
+        return self.pool.predict(items)
+
+    def memory(self):
+        return self.pool.memory()
+
+
+def test_a_full_queue_answers_503_with_retry_after(pool, xray_images):
+    """One request in the model, one waiting (the limit): the next is refused, and the two answer."""
+    import asyncio
+
+    import httpx
+
+    gated = GatedPool(pool)
+    app = create_app(gated, ServeConfig(max_queue=1, max_batch=1, max_wait_ms=0))
+    body = png_bytes(xray_images[0])
+
+    async def until(condition, what: str):
+        for _ in range(60_000):  # yield to the server until it reaches the state (at most ~a minute)
+            if condition():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"the server never got to: {what}")
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
+                                                                        base_url="http://test") as http:
+            def post():
+                return asyncio.ensure_future(http.post("/v1/models/pneu-lora/predict", content=body))
+
+            first = post()
+            await until(gated.entered.is_set, "the first request in the model")
+            second = post()
+            await until(lambda: app.state.batcher.waiting == 1, "the second request queued")
+            refused = await post()
+            gated.release.set()
+            return refused, await first, await second
+
+    refused, first, second = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "waiting for the model" in refused.json()["error"]
+    assert first.status_code == second.status_code == 200
+    assert 'medpeft_requests_total{model="pneu-lora",status="503"} 1' in app.state.stats.render(pool.memory(), 0, 3)
