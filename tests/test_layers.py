@@ -1,8 +1,8 @@
 """The package's layers stay in order: a module never imports a layer above its own.
 
 The order (DESIGN.md): the base modules (config, registry, table, console) < data and models
-(independent of each other) < methods < runtime < train, eval, pretrain (independent of each
-other) < studies < cli. The test reads every module's imports with ``ast``, so an import inside
+(independent of each other) < methods < runtime < train, eval, pretrain, diffusion (independent
+of each other) < studies < cli. The test reads every module's imports with ``ast``, so an import inside
 a function counts as much as one at the top.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ ALLOWED = {
     "train": {"base", "data", "models", "methods", "runtime"},
     "eval": {"base", "data", "models", "methods", "runtime"},
     "pretrain": {"base", "data", "models", "methods", "runtime"},
-    "studies": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain"},
-    "cli": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "studies"},
+    "diffusion": {"base", "data", "models", "methods", "runtime"},
+    "studies": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion"},
+    "cli": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion", "studies"},
 }
 
 
