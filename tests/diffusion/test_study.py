@@ -37,3 +37,26 @@ def test_a_tiny_study_runs_and_reports(tmp_path, monkeypatch):
     rows = list(csv.DictReader(files[1].open()))
     assert len(rows) == 3 and {r["label"] for r in rows} == {"No adaptation", "Bias", "lora"}
     assert all(float(r["fd"]) >= 0 for r in rows)
+
+
+def test_cell_keys_come_from_what_the_study_file_declares(tmp_path, monkeypatch):
+    """An upgrade that adds a config option with a default keeps finished cells; editing what a cell
+    trains with makes new ones."""
+    from medpeft.diffusion import DiffusionConfig
+
+    study = {"name": "keys", "base": {"name": "b", "config": tiny_values()},
+             "judge": {"name": "judge", "config": {"data": {"spec": TINY_DATA}, "method": "fft",
+                                                   "backbone": {"name": "vit_tiny", "img_size": 16}}},
+             "data": {"spec": TINY_DATA}, "fractions": [0.5, 1.0], "seeds": [0, 1],
+             "methods": [{"name": "bias"}, {"name": "lora", "options": {"rank": 2}}], "train": {"steps": 2}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    keys = [c.key for c in DIFFUSION.engine(load_diffusion_study(path), tmp_path).cells]
+    assert len(keys) == len(set(keys)) == 2 * (1 + 2 * 2)
+    upgraded = DiffusionConfig.to_dict
+    monkeypatch.setattr(DiffusionConfig, "to_dict", lambda self: {**upgraded(self), "new_option": 1})
+    assert [c.key for c in DIFFUSION.engine(load_diffusion_study(path), tmp_path).cells] == keys
+    path.write_text(yaml.safe_dump({**study, "train": {"steps": 3}}))
+    edited = [c.key for c in DIFFUSION.engine(load_diffusion_study(path), tmp_path).cells]
+    assert set(edited) & set(keys) == {k for k in keys if "No-adaptation" in k}  # trains nothing either way
+    assert len(set(edited) - set(keys)) == 2 * 2 * 2

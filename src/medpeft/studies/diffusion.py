@@ -36,7 +36,7 @@ from ..diffusion import DIFFUSION_METHODS, DiffusionConfig, ensure_model
 from ..runtime import RunConfig, RunDir, RunInUse, run_slug
 from .engine import POLL, Engine
 from .runner import StudyKind
-from .spec import MethodEntry
+from .spec import MethodEntry, declared_key
 
 NO_ADAPTATION = "No adaptation"
 
@@ -162,10 +162,14 @@ def diffusion_cells(study: DiffusionStudy, judge: str) -> list[DiffusionCell]:
                 values = {**shared, "data": data, "method": entry.name, "method_options": dict(entry.options),
                           "train": {**merge(study.train, entry.train), "seed": seed}}
                 config = DiffusionConfig.from_dict(values)
-                digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+                declared = {"base": dataclasses.asdict(study.base), "judge": study.judge.config,
+                            "data": dataclasses.asdict(study.data), "fraction": fraction,
+                            "method": {"name": entry.name, "options": entry.options},
+                            "train": values["train"], "captions": study.captions, "sample": study.sample,
+                            "score": study.score}
                 name = run_slug(dataset, f"f{fraction:g}", label, f"s{seed}")
-                out.append(DiffusionCell(f"{name}-{digest}", config, dataset, fraction, label, seed,
-                                         dict(entry.variant)))
+                out.append(DiffusionCell(f"{name}-{declared_key(declared)}", config, dataset, fraction, label,
+                                         seed, dict(entry.variant)))
     return out
 
 
