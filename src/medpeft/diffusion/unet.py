@@ -34,7 +34,7 @@ def train_scheduler(config: UNetConfig):
 
 
 def sample_scheduler(config: UNetConfig, sampler: str):
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler
 
     if sampler == "ddpm":
         return train_scheduler(config)

@@ -127,7 +127,6 @@ def report_diffusion_study(path, *, storage: str | None = None, work_dir=None, o
     """Write the generative table of a diffusion study's finished cells and print its tables."""
     from ..console import make_console
     from ..models.cache import checkpoint_dir
-    from ..runtime import RunDir
     from .diffusion import DiffusionEngine, judge_dir, load_diffusion_study
     from .runner import work_dir_of
 
