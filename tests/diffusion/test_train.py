@@ -92,3 +92,20 @@ def test_cli_generate_and_finetune(tiny_base, tmp_path, capsys):
     assert main(["diffusion", "finetune", "--base", str(tiny_base), "--method", "lora", "--rank", "0",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "rank must be at least 1" in capsys.readouterr().out
+
+
+def test_a_cached_base_from_before_a_new_option_is_reused(tiny_base, tmp_path, monkeypatch):
+    """A cached model whose config.yaml lacks an option added later is not remade."""
+    import yaml
+
+    from medpeft.diffusion.run import ensure_model, publish
+
+    monkeypatch.setenv("MEDPEFT_CACHE", str(tmp_path / "cache"))
+    target = publish(tiny_base, "tiny")
+    saved = yaml.safe_load((target / "config.yaml").read_text())
+    del saved["score"]["neighbours"]  # as if written before neighbours (default 3) existed
+    (target / "config.yaml").write_text(yaml.safe_dump(saved))
+    weights = (target / "adapter_model.safetensors").stat().st_mtime_ns
+    assert ensure_model("tiny", tiny_config(), progress=False) == target
+    assert (target / "adapter_model.safetensors").stat().st_mtime_ns == weights
+    assert not (tmp_path / "cache" / "diffusion-runs" / "tiny").exists()  # nothing was trained

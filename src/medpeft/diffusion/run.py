@@ -190,15 +190,24 @@ def ensure_model(name: str, config: DiffusionConfig, *, console: Console | None 
     """The cached diffusion model ``name`` made with exactly ``config`` (trained once, then reused)."""
     target = checkpoint_dir(name)
     wanted = config.to_dict()
-    if (target / CONFIG).is_file() and RunDir(target).load_config() == wanted:
+    if (target / CONFIG).is_file() and _as_read_today(target) == wanted:
         return target
     work = cache_root() / "diffusion-runs" / name
-    if (work / CONFIG).is_file() and RunDir(work).load_config() != wanted:
+    if (work / CONFIG).is_file() and _as_read_today(work) != wanted:
         shutil.rmtree(work)  # our own scratch folder, from an older config
     if not RunDir(work).is_complete():  # raises RunInUse while another process trains it
         train_diffusion(config, work, resume=True, console=console, progress=progress)
         (console or make_console()).print(f"trained the diffusion model {name!r}; later runs reuse {target}")
     return publish(work, name)
+
+
+def _as_read_today(folder: Path) -> dict | None:
+    """A saved config as today's code reads it (a new option gets its default), so an upgrade
+    that adds an option does not remake a cached model; None if it no longer reads."""
+    try:
+        return DiffusionConfig.from_dict(RunDir(folder).load_config()).to_dict()
+    except (ValueError, TypeError):
+        return None
 
 
 # ------------------------------------------------------------------------------ the run
