@@ -1,9 +1,9 @@
 """The package's layers stay in order: a module never imports a layer above its own.
 
 The order (DESIGN.md): the base modules (config, registry, table, console) < data and models
-(independent of each other) < methods < runtime < train, eval, pretrain (independent of each
-other) < studies and serve (independent of each other) < cli. The test reads every module's
-imports with ``ast``, so an import inside a function counts as much as one at the top.
+(independent of each other) < methods < runtime < train, eval, pretrain, diffusion (independent
+of each other) < studies and serve (independent of each other) < cli. The test reads every
+module's imports with ``ast``, so an import inside a function counts as much as one at the top.
 """
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ ALLOWED = {
     "train": {"base", "data", "models", "methods", "runtime"},
     "eval": {"base", "data", "models", "methods", "runtime"},
     "pretrain": {"base", "data", "models", "methods", "runtime"},
-    "studies": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain"},
+    "diffusion": {"base", "data", "models", "methods", "runtime"},
+    "studies": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion"},
     "serve": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain"},
-    "cli": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "studies", "serve"},
+    "cli": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion", "studies",
+            "serve"},
 }
 
 

@@ -292,6 +292,188 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# ------------------------------------------------------------------------------ diffusion
+
+def _bool_list(text: str) -> list[bool]:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        return [words[w.lower()] for w in text.replace(",", " ").split()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true/false per UNet level, e.g. false,false,true — got {text!r}") from None
+
+
+def _diffusion_method_name(text: str) -> str:
+    from .diffusion import DIFFUSION_METHODS
+
+    if text not in DIFFUSION_METHODS:
+        raise argparse.ArgumentTypeError(DIFFUSION_METHODS.unknown_message(text))
+    return text
+
+
+def _diffusion_flags(parser: argparse.ArgumentParser, adapt: bool) -> None:
+    from .cliargs import add_dataclass_flags, add_method_flags
+    from .diffusion import (DIFFUSION_METHODS, CaptionConfig, DiffusionDataConfig, DiffusionTrainConfig,
+                            SampleConfig, ScoreConfig, TextConfig, UNetConfig)
+
+    parser.add_argument("--config", help="YAML recipe (e.g. a diffusion run's config.yaml); flags override it")
+    parser.add_argument("--out", help="run directory (default: runs/diffusion/<data>-<method>-f<fraction>-s<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument("--name", help="also publish the model to the named cache (then --base NAME)")
+    parser.add_argument("--data", dest="data.specs", action="extend", nargs="+", default=argparse.SUPPRESS,
+                        metavar="SPEC", help="dataset spec whose training images (with captions) are used; repeat to pool")
+    if adapt:
+        parser.add_argument("--base", dest="run.base", default=argparse.SUPPRESS, required=True,
+                            help="the pretrained diffusion model: a run directory or a cached name")
+        parser.add_argument("--method", dest="run.method", type=_diffusion_method_name, default=argparse.SUPPRESS,
+                            metavar="METHOD", required=True,
+                            help=f"adaptation method: {', '.join(DIFFUSION_METHODS.names())}")
+        add_method_flags(parser, DIFFUSION_METHODS)
+    parser.add_argument("--attention", dest="unet.attention", type=_bool_list, default=argparse.SUPPRESS,
+                        help="cross-attention per UNet level, e.g. false,false,true")
+    add_dataclass_flags(parser, DiffusionDataConfig, "data", skip=("specs",))
+    add_dataclass_flags(parser, CaptionConfig, "captions")
+    add_dataclass_flags(parser, TextConfig, "text", rename={"drop": "caption_drop"})
+    add_dataclass_flags(parser, UNetConfig, "unet", skip=("attention",))
+    add_dataclass_flags(parser, DiffusionTrainConfig, "train")
+    add_dataclass_flags(parser, SampleConfig, "sample", rename={"steps": "sample_steps"})
+    add_dataclass_flags(parser, ScoreConfig, "score", rename={"images": "score_images", "seed": "score_seed"})
+
+
+def diffusion_config_from_args(args: argparse.Namespace):
+    """Defaults, then --config YAML, then the flags typed; an adaptation inherits its base's UNet."""
+    from .cliargs import given_values
+    from .config import load_yaml, merge
+    from .diffusion import DiffusionConfig
+    from .diffusion.run import with_base_defaults
+
+    values = load_yaml(args.config) if args.config else {}
+    given = given_values(args)
+    run = given.pop("run", {})
+    options = given.pop("method_options", {})
+    values = merge(values, given)
+    if "method" in run and run["method"] != values.get("method"):
+        values["method_options"] = {}
+    values.update(run)
+    values["method_options"] = merge(values.get("method_options") or {}, options)
+    return DiffusionConfig.from_dict(with_base_defaults(values))
+
+
+def cmd_diffusion_train(args: argparse.Namespace) -> int:
+    from .diffusion import train_diffusion
+    from .runtime import TrainingDiverged, run_slug
+
+    config = diffusion_config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs/diffusion") / run_slug(
+        config.data.specs[-1], config.method, f"f{config.data.fraction:g}", f"s{config.train.seed}")
+    console.print(f"run directory: {out}")
+    try:
+        train_diffusion(config, out, resume=args.resume, name=args.name, console=console,
+                        progress=not args.no_progress)
+    except TrainingDiverged as err:
+        print_error(console, str(err), "training diverged")
+        return 1
+    return 0
+
+
+def cmd_diffusion_generate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .diffusion import images_for, load_model
+    from .diffusion.run import read_channels, resolve_model
+    from .diffusion.sample import save_grid
+
+    unet, config, _ = load_model(args.run)
+    changes = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "sampler": args.sampler}.items()
+               if v is not None}
+    config = dataclasses.replace(config, sample=dataclasses.replace(config.sample, **changes))
+    images = images_for(unet, config, [args.prompt] * args.n, read_channels(resolve_model(args.run)), args.seed)
+    path = save_grid(images, args.out, title=args.prompt)
+    console.print(f"{args.n} images of {args.prompt!r} (seed {args.seed}, {config.sample.sampler} "
+                  f"{config.sample.steps} steps, guidance {config.sample.guidance:g}): {path}")
+    return 0
+
+
+def cmd_diffusion_methods(args: argparse.Namespace) -> int:
+    from .diffusion.methods import methods_table
+
+    methods_table(img_size=args.img_size).print(console, args.format)
+    return 0
+
+
+def cmd_diffusion_study(args: argparse.Namespace) -> int:
+    from .studies.diffusion import DIFFUSION
+    from .studies.diffusion_report import report_diffusion_study
+    from .studies.runner import run_study, run_worker, study_status
+
+    if args.diffusion_study_command == "run":
+        code = run_study(args.study, workers=args.workers, storage=args.storage, work_dir=args.dir,
+                         threads=args.threads, console=console, kind=DIFFUSION)
+        if args.report:
+            report_diffusion_study(args.study, storage=args.storage, work_dir=args.dir, console=console,
+                                   command=args.command_line)
+        return code
+    if args.diffusion_study_command == "worker":
+        return run_worker(args.study, storage=args.storage, work_dir=args.dir, threads=args.threads,
+                          worker_id=args.id, console=console, kind=DIFFUSION)
+    if args.diffusion_study_command == "status":
+        study_status(args.study, storage=args.storage, work_dir=args.dir, console=console, kind=DIFFUSION)
+        return 0
+    report_diffusion_study(args.study, storage=args.storage, work_dir=args.dir, out=args.out, console=console,
+                           fmt=args.format, command=f"medpeft diffusion study run {shlex.quote(args.study)} && "
+                                                    f"{args.command_line}")
+    return 0
+
+
+def _diffusion_commands(commands) -> None:
+    from .cliargs import HelpFormatter
+
+    diffusion = commands.add_parser("diffusion", help="text-to-image diffusion: pretrain, adapt with PEFT, "
+                                                      "generate, score").add_subparsers(
+        dest="diffusion_command", required=True)
+    pretrain = diffusion.add_parser("pretrain", help="train the base text-to-image model on one domain",
+                                    formatter_class=HelpFormatter)
+    _diffusion_flags(pretrain, adapt=False)
+    pretrain.set_defaults(func=cmd_diffusion_train)
+    finetune = diffusion.add_parser("finetune", help="adapt a pretrained diffusion model to another domain with a "
+                                                     "method", formatter_class=HelpFormatter)
+    _diffusion_flags(finetune, adapt=True)
+    finetune.set_defaults(func=cmd_diffusion_train)
+    generate = diffusion.add_parser("generate", help="a grid of images of one prompt, as PNG")
+    generate.add_argument("run", help="a finished diffusion run directory or a cached model name")
+    generate.add_argument("prompt", help='what to draw, e.g. "a chest X-ray, pneumonia"')
+    generate.add_argument("-n", type=_positive_int, default=16, help="images (default 16)")
+    generate.add_argument("--out", default="grid.png", help="PNG file (default grid.png)")
+    generate.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same images")
+    generate.add_argument("--steps", type=_positive_int, help="denoising steps (default: the run's)")
+    generate.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
+    generate.add_argument("--sampler", choices=("ddim", "ddpm"), help="sampler (default: the run's)")
+    generate.set_defaults(func=cmd_diffusion_generate)
+    methods = diffusion.add_parser("methods", help="adaptation methods with their trainable parameters")
+    methods.add_argument("--img-size", type=_positive_int, default=28)
+    _format_flag(methods)
+    methods.set_defaults(func=cmd_diffusion_methods)
+    study = diffusion.add_parser("study", help="the generative table: methods x fractions x seeds").add_subparsers(
+        dest="diffusion_study_command", required=True)
+    run = study.add_parser("run", help="run every missing or failed cell (base model and judge first)")
+    _study_arguments(run)
+    run.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--threads", type=_positive_int, help="torch threads per worker (default: cores / workers)")
+    run.add_argument("--report", action="store_true", help="write the report when the study is done")
+    worker = study.add_parser("worker", help="one worker in this process")
+    _study_arguments(worker)
+    worker.add_argument("--threads", type=_positive_int, help="torch threads (default: all)")
+    worker.add_argument("--id", default="", help="a name for this worker in logs")
+    status = study.add_parser("status", help="cells done, running, waiting and failed")
+    _study_arguments(status)
+    report = study.add_parser("report", help="the generative table (report.md, results.csv, grids)")
+    _study_arguments(report)
+    report.add_argument("--out", help="folder for the report (default: <study folder>/report)")
+    _format_flag(report)
+    for parser in (run, worker, status, report):
+        parser.set_defaults(func=cmd_diffusion_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cliargs import HelpFormatter, add_dataclass_flags
     from .eval.predict import PredictConfig
@@ -388,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(status)
     status.set_defaults(func=cmd_study_status)
 
+    _diffusion_commands(commands)
     return parser
 
 

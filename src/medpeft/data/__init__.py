@@ -59,7 +59,8 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
 
     info = DatasetInfo(name=data.name, task=data.task, label_names=tuple(data.label_names),
                        split_sizes={s: len(splits[s].labels) for s in SPLITS if s in splits},
-                       channels=data.channels, image_size=data.image_size, subgroup=data.subgroup)
+                       channels=data.channels, image_size=data.image_size, subgroup=data.subgroup,
+                       modality=data.modality)
     for split in [*splits.values(), *([fixed] if fixed is not None else [])]:
         _check_labels(info, split)
 

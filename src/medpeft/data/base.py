@@ -49,6 +49,7 @@ class DatasetInfo:
     channels: int
     image_size: tuple[int, int] | None = None  # native (H, W) when all images share one
     subgroup: str | None = None  # what MedicalDataset.subgroups holds (a column name), if any
+    modality: str | None = None  # what the images are, in words ("chest X-ray"), when the source knows
 
     def __post_init__(self):
         if self.task not in TASKS:

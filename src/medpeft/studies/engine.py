@@ -115,7 +115,7 @@ class Engine:
         if self.url.startswith("sqlite"):
             self.work_dir.mkdir(parents=True, exist_ok=True)
         self.storage = open_storage(self.url)
-        self.cells = cells(study)
+        self.cells = self.make_cells(study)
         self.console = console or make_console()
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._final = None
@@ -386,10 +386,27 @@ class Engine:
             return True
         return False
 
-    def _run(self, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_dir: Path,
-             on_validation: Callable | None, search: bool = False) -> None:
+    # -- what a cell is (another kind of study overrides these four) --------------------------
+    def make_cells(self, study) -> list:
+        return cells(study)
+
+    def train_cell(self, cell: Cell, path: Path, on_validation: Callable | None) -> dict:
+        """Run the cell into ``path`` (resuming) and return its metrics."""
         from ..train import finetune
 
+        return finetune(cell.config, path, resume=True, console=self.console, progress=False,
+                        on_validation=on_validation)
+
+    def objective(self, metrics: dict, search: bool) -> float:
+        """The trial's value: the best validation AUROC."""
+        return (max(h["val_auroc"] for h in metrics["history"] if "val_auroc" in h) if search
+                else metrics["val"]["auroc"])
+
+    def result_line(self, cell: Cell, metrics: dict) -> str:
+        return f"test AUROC {metrics['test']['auroc']:.4f}, val {metrics['val']['auroc']:.4f}"
+
+    def _run(self, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_dir: Path,
+             on_validation: Callable | None, search: bool = False) -> None:
         for name, value in {"host": socket.gethostname(), "pid": os.getpid(), "worker": self.worker,
                             "run_dir": str(run_dir), "started": time.time(), "cell": cell.key,
                             "label": _label(cell)}.items():
@@ -402,8 +419,7 @@ class Engine:
                 if run.is_complete():
                     metrics = run.load_metrics()
                 else:
-                    metrics = finetune(cell.config, path, resume=True, console=self.console, progress=False,
-                                       on_validation=self._progress_hook(trial, on_validation))
+                    metrics = self.train_cell(cell, path, self._progress_hook(trial, on_validation))
             except RunInUse:  # another local worker runs this cell under another trial
                 trial.set_user_attr("duplicate_of", "the run directory is in use by another worker")
                 study.tell(trial, state=TrialState.FAIL)
@@ -431,11 +447,8 @@ class Engine:
         record = {k: v for k, v in metrics.items() if k != "history"}
         trial.set_user_attr("record", json.loads(json.dumps(record)))
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-        value = (max(h["val_auroc"] for h in metrics["history"] if "val_auroc" in h) if search
-                 else metrics["val"]["auroc"])
-        study.tell(trial, value)
-        self.console.print(f"{_label(cell)}: test AUROC {metrics['test']['auroc']:.4f}, val {metrics['val']['auroc']:.4f}"
-                           f" ({time.perf_counter() - started:.0f} s)")
+        study.tell(trial, self.objective(metrics, search))
+        self.console.print(f"{_label(cell)}: {self.result_line(cell, metrics)} ({time.perf_counter() - started:.0f} s)")
 
     def _progress_hook(self, trial: optuna.Trial, inner: Callable | None) -> Callable:
         def hook(epoch: int, val: dict) -> None:

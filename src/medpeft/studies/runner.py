@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import optuna
 from rich.console import Console, Group
@@ -25,6 +27,19 @@ from .engine import POLL, Engine, Progress
 from .spec import load_study
 
 PREPARED = "prepared"  # study user attr set once its cells are enqueued
+
+
+@dataclass(frozen=True)
+class StudyKind:
+    """What kind of cells a study file holds: how to read it, the engine that runs its cells,
+    and the sub-command that starts one of its workers."""
+
+    load: Callable = load_study
+    engine: type = Engine
+    worker_command: tuple[str, ...] = ("study", "worker")
+
+
+CLASSIFIER = StudyKind()
 
 
 def work_dir_of(path: str | Path, work_dir: str | Path | None) -> Path:
@@ -57,14 +72,14 @@ def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
 
 def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
               work_dir: str | Path | None = None, threads: int | None = None,
-              console: Console | None = None) -> int:
+              console: Console | None = None, kind: StudyKind = CLASSIFIER) -> int:
     """Run every missing or failed cell with ``workers`` local processes; 0 when all are done."""
     console = console or make_console()
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    study = load_study(path)
+    study = kind.load(path)
     work = work_dir_of(path, work_dir)
-    engine = Engine(study, work, storage, console=console)
+    engine = kind.engine(study, work, storage, console=console)
     started = time.time()
     console.print(f"study {study.name}: {len(engine.cells)} cells, storage {engine_url(engine)}, runs in {work}")
     engine.ensure_pretrained()
@@ -75,7 +90,7 @@ def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs = [_spawn(path, work, storage, index, threads, logs) for index in range(workers)]
+    procs = [_spawn(path, work, storage, index, threads, logs, kind) for index in range(workers)]
     try:
         _watch(engine, procs, console, started)
     except KeyboardInterrupt:
@@ -90,8 +105,9 @@ def engine_url(engine: Engine) -> str:
     return shown_url(engine.url)
 
 
-def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "medpeft.cli", "study", "worker", str(path), "--dir", str(work),
+def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path,
+           kind: StudyKind = CLASSIFIER) -> subprocess.Popen:
+    command = [sys.executable, "-m", "medpeft.cli", *kind.worker_command, str(path), "--dir", str(work),
                "--threads", str(threads), "--id", str(index + 1)]
     if storage:
         command += ["--storage", storage]
@@ -158,25 +174,26 @@ def summary(engine: Engine, console: Console, seconds: float) -> int:
 
 
 def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
-               threads: int | None = None, worker_id: str = "", console: Console | None = None) -> int:
+               threads: int | None = None, worker_id: str = "", console: Console | None = None,
+               kind: StudyKind = CLASSIFIER) -> int:
     """One worker in this process: claims and runs cells until the study is done."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     console = console or make_console()
-    study = load_study(path)
-    engine = Engine(study, work_dir_of(path, work_dir), storage, console=console)
+    study = kind.load(path)
+    engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
     ran = engine.work()
     console.print(f"worker {worker_id or engine.worker}: ran {ran} trial(s)")
     return 0
 
 
 def study_status(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
-                 console: Console | None = None) -> Progress:
+                 console: Console | None = None, kind: StudyKind = CLASSIFIER) -> Progress:
     console = console or make_console()
-    study = load_study(path)
-    engine = Engine(study, work_dir_of(path, work_dir), storage, console=console)
+    study = kind.load(path)
+    engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
     status = engine.progress()
     console.print(f"study {study.name}: {status.done}/{status.total} done, {len(status.running)} running, "
                   f"{status.waiting} waiting, {status.failed} failed")

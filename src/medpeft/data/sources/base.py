@@ -45,6 +45,7 @@ class SourceData:
     expected_files: dict[str, str] = field(default_factory=dict)  # split -> file it would come from
     subgroup: str | None = None  # what every split's ``subgroups`` holds (a column name)
     notes: list[str] = field(default_factory=list)  # what was left out on purpose, for the summary
+    modality: str | None = None  # what the images are, in words ("chest X-ray"), for captions
 
 
 class DataSource(ABC):

@@ -66,6 +66,13 @@ FLAGS: dict[str, tuple[str, tuple[str, ...], int, tuple[int, int, int]]] = {
     "organsmnist": ("multiclass", _ORGANS, 1, (13940, 2452, 8829)),
 }
 
+# flag -> what its images are, in words (MedMNIST v2, Table 1: data modality)
+MODALITIES = {"pathmnist": "colon pathology slide", "chestmnist": "chest X-ray", "dermamnist": "dermatoscope image",
+              "octmnist": "retinal OCT scan", "pneumoniamnist": "chest X-ray", "retinamnist": "fundus photograph",
+              "breastmnist": "breast ultrasound", "bloodmnist": "blood cell microscope image",
+              "tissuemnist": "kidney cortex microscope image", "organamnist": "abdominal CT slice",
+              "organcmnist": "abdominal CT slice", "organsmnist": "abdominal CT slice"}
+
 
 def parse_target(target: str) -> tuple[str, int]:
     """``chestmnist@64`` -> (``chestmnist``, 64)."""
@@ -125,7 +132,7 @@ class MedMNISTSource(DataSource):
             splits[split] = SplitData(ArrayImages(images, f"{path}:{split}_images"), labels,
                                       f"{path}:{split}_labels")
         return SourceData(name=f"medmnist:{flag}@{size}", task=task, label_names=names,
-                          channels=channels, splits=splits, image_size=(size, size))
+                          channels=channels, splits=splits, image_size=(size, size), modality=MODALITIES[flag])
 
     def _path(self, name: str) -> Path:
         """The file in the data root; the embedded copy when the root is the default one and

@@ -516,4 +516,4 @@ class SyntheticCXRSource(DataSource):
             origin = f"synthetic-cxr(seed={o['seed']}, size={o['size']}):{split}"
             splits[split] = SplitData(ArrayImages(images, origin), labels, origin)
         return SourceData(name=name, task="multilabel", label_names=FINDINGS, channels=1,
-                          splits=splits, image_size=(o["size"], o["size"]))
+                          splits=splits, image_size=(o["size"], o["size"]), modality="chest X-ray")
