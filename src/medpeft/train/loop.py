@@ -31,8 +31,8 @@ from ..methods import (Method, adapter_state_dict, count_parameters, describe_tr
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
-                       one_class_warning, predict, resolve_device, resolve_run_config, run_epochs, subgroup_metrics,
-                       validation_thresholds)
+                       one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
+                       subgroup_metrics, validation_thresholds)
 from .mixing import mix_batch
 from .optim import build_optimizer, loss_function
 
@@ -125,7 +125,8 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
            on_validation=None) -> dict:
     train = config.train
     device = resolve_device(train.device)
-    autocast = autocast_for(device, train.precision)
+    precision, why = resolve_precision(device, train.precision)
+    autocast = autocast_for(device, precision)
     splits = load_splits(config.data, config.backbone)
     info = splits.info
     model, method, report = build_model(config, info.num_outputs)
@@ -145,7 +146,7 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     val_every = train.validation_interval(plan.epochs)
     length = f"{plan.describe()}, validating every {val_every} epoch{'s' * (val_every != 1)}"
     console.print(f"optimizer {train.optimizer}, peak lr {lr:.3g}, batch {train.batch_size}, {length}, "
-                  f"layer decay {train.layer_decay:g}, device {device}")
+                  f"layer decay {train.layer_decay:g}, device {device}, precision {precision} ({why})")
     optimizer = build_optimizer(model, train, lr)
     job = ClassifierJob(model, method, optimizer, loss_function(info.task),
                         make_loader(splits.val, train, shuffle=False), info, device, autocast,
@@ -153,7 +154,8 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
                         on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix)
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
-                f"{len(splits.train)} training images ({splits.subset_note}); {length}")
+                f"{len(splits.train)} training images ({splits.subset_note}); {length}; "
+                f"precision {precision} ({why})")
     for warning in plan_warnings(plan, len(splits.train), train):
         print_warning(console, warning)
         run.log(f"warning: {warning}")
