@@ -233,6 +233,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .eval import export_run
+
+    result = export_run(args.run, args.out)
+    console.print(f"{result.path}: {result.note} (largest output difference to the adapted model on a probe "
+                  f"batch: {result.max_abs_diff:.2g})")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .studies.listings import method_options_table, methods_table
 
@@ -352,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default: $MEDPEFT_API_KEY; neither: no key)")
     add_dataclass_flags(serve, ServeConfig, "serve")
     serve.set_defaults(func=cmd_serve)
+
+    export = commands.add_parser("export", help="write a finished run as a timm model for inference "
+                                                "(safetensors + config.json), merged where its method merges")
+    export.add_argument("run", help="run directory")
+    export.add_argument("--out", help="export folder (default: <run>/export)")
+    export.set_defaults(func=cmd_export)
 
     methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters, or one "
                                                   "method's options")
