@@ -78,6 +78,8 @@ def _finetune_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory; if not given: runs/<data>-<backbone>-<method>-f<fraction>-s<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (DistributedDataParallel: gloo "
+                                                             "on CPU, NCCL on GPUs); --batch-size is their total")
     parser.add_argument("--method", dest="run.method", type=_method_name, default=argparse.SUPPRESS,
                         metavar="METHOD", help=f"PEFT method (default lora): {', '.join(METHODS.names())}")
     add_dataclass_flags(parser, DataConfig, "data", rename={"spec": "data"})
@@ -115,13 +117,13 @@ def default_run_dir(config) -> Path:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .runtime import TrainingDiverged
-    from .train import finetune
+    from .train import finetune_parallel
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
     console.print(f"run directory: {out}")
     try:
-        finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
+        finetune_parallel(config, out, args.nproc, resume=args.resume, console=console, progress=not args.no_progress)
     except TrainingDiverged as err:
         print_error(console, str(err), "training diverged")
         return 1

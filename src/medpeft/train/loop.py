@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,8 @@ from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
                        one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
                        subgroup_metrics, validation_thresholds)
+from ..runtime.distributed import init_from_env, rank_world
+from ..runtime.distributed import wrap as wrap_ddp
 from ..runtime.featurecache import FrozenSuffix, cache_features, plan_cache
 from .mixing import mix_batch
 from .optim import build_optimizer, loss_function
@@ -117,6 +120,10 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
 
     ``on_validation(epoch, val_metrics)`` is called after every validation; an exception it
     raises (a study's pruner) stops the run, leaving its last checkpoint."""
+    init_from_env(resolve_device(config.train.device))  # under torchrun: join its process group
+    rank, world = rank_world()
+    if rank > 0:  # data parallel: rank 0 writes the run directory; the others train beside it
+        return _follow(config, Path(out_dir), resume=resume)
     console = console or make_console()
     config, warnings = resolve_run_config(config)  # every check that needs no disk or data
     for warning in warnings:
@@ -127,6 +134,21 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
         for warning in warnings:
             run.log(f"warning: {warning}")
         return _train(config, run, state, console, progress, on_validation)
+
+
+def _follow(config: RunConfig, out_dir: Path, *, resume: bool) -> dict:
+    """A data-parallel rank other than 0: the same run in a scratch directory of its own,
+    started from rank 0's checkpoint when resuming; its files are removed at the end."""
+    config, _ = resolve_run_config(config)
+    with tempfile.TemporaryDirectory(prefix=f"medpeft-rank{rank_world()[0]}-") as scratch:
+        run = RunDir(scratch)
+        main = RunDir(out_dir)
+        if resume and main.checkpoint_path.is_file():
+            shutil.copy(main.checkpoint_path, run.checkpoint_path)
+            run.save_config(main.load_config())
+        with run.lock():
+            state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+            return _train(config, run, state, Console(quiet=True), False)
 
 
 def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console, progress: bool,
@@ -169,6 +191,9 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
                                                 autocast=autocast, spill_dir=spill, name="val"),
                                  train, shuffle=False)
         settings.num_workers = 0  # in-memory tensors: worker processes would only copy them
+    if rank_world()[1] > 1:  # data parallel: gradients averaged over the processes
+        net = wrap_ddp(net if net is not None else model, device)
+        console.print(f"data parallel: {rank_world()[1]} processes, {train.batch_size} images a step in all")
     job = ClassifierJob(model, method, optimizer, loss_function(info.task), val_loader, info, device, autocast,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
                         on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix, net=net,
