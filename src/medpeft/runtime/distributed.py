@@ -83,12 +83,12 @@ class ShardedBatches(Sampler[list[int]]):
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in DistributedDataParallel when this process is one of several, else as it is.
-    Buffers are not broadcast (validation runs forward passes that need no collective)."""
+    Buffers are not synced at each forward (validation runs forward passes that need no collective)."""
     _, world = rank_world()
     if world == 1:
         return model
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
 def sum_over_ranks(*values: float) -> list[float]:
