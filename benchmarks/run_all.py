@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--threads N] [--json PATH] [--compile]
 
+0. **Precision** (printed first): what ``--precision auto`` picks on this machine and why.
 1. **Methods vs full fine-tuning**: training-step throughput (forward + backward + AdamW step,
    img/s) of every ViT method on the same backbone and batch, as a ratio to FFT, beside the
    trainable share and the training memory: weights + gradients + AdamW state + the
@@ -18,7 +19,8 @@
 5. **FLOP/s**: the machine's measured fp32 matmul peak (a 2048² GEMM), and the FLOP/s achieved
    by an FFT training step and an MAE pretraining step (FLOPs counted by torch's
    FlopCounterMode).
-6. **Precision**: what ``--precision auto`` picks on this machine and why.
+6. **Data parallel**: two epochs of FFT on one process and on two (``--nproc 2``, DDP over
+   gloo), same global batch: training img/s and the test AUROC (which should agree).
 7. **Cached vs uncached data**: the synthetic-cxr split generated from scratch, read back
    from the disk cache, and served from the in-process cache.
 8. **torch.compile** (``--compile``): FFT and LoRA training steps and inference, eager vs
@@ -249,9 +251,34 @@ def flops(console: Console, repeats: int, backbone: BackboneConfig, batch: int) 
             "backbone": dataclasses.asdict(backbone), "batch": batch}
 
 
+def data_parallel(console: Console, n: int, backbone: BackboneConfig, batch: int) -> dict:
+    """One epoch of FFT fine-tuning on one process and on two (DDP, gloo), same global batch."""
+    from rich.console import Console as Quiet
+
+    from medpeft.runtime import DataConfig, RunConfig, TrainConfig
+    from medpeft.train import finetune_parallel
+
+    config = RunConfig(data=DataConfig(spec=f"synthetic-cxr?n={n}&n_val=64&n_test=64&size={backbone.img_size}"),
+                       backbone=backbone, method="fft",
+                       train=TrainConfig(epochs=2, batch_size=batch, n_bootstrap=0, val_every=2))
+    results = {}
+    with tempfile.TemporaryDirectory() as out:
+        for nproc in (1, 2):
+            metrics = finetune_parallel(config, Path(out) / str(nproc), nproc, console=Quiet(quiet=True),
+                                        progress=False)
+            results[nproc] = {"train_img_per_s": metrics["train_img_per_s"], "test_auroc": metrics["test"]["auroc"]}
+    rows = [[f"{k} process{'es' * (k > 1)}", f"{v['train_img_per_s']:.0f}",
+             f"{v['train_img_per_s'] / results[1]['train_img_per_s']:.2f}x", f"{v['test_auroc']:.4f}"]
+            for k, v in results.items()]
+    console.print(table(f"6. Data parallel: FFT on {backbone.name} {backbone.img_size} px, {n} images, global batch "
+                        f"{batch}, {torch.get_num_threads()} torch threads shared out", ["", "train img/s", "vs 1",
+                                                                                   "test AUROC"], rows))
+    return {"backbone": dataclasses.asdict(backbone), "images": n, "batch": batch, "nproc": results}
+
+
 def precision(console: Console) -> dict:
     chosen, why = resolve_precision(torch.device("cpu"), "auto")
-    console.print(f"6. precision auto on this CPU: {chosen} ({why})")
+    console.print(f"0. precision auto on this CPU: {chosen} ({why})")
     return {"auto": chosen, "why": why}
 
 
@@ -341,6 +368,8 @@ def main() -> None:
     results["feature_cache"] = feature_cache(console, repeats, 256 if args.quick else 2048, SMALL, 128)
     results["inference"] = inference(console, repeats, LARGE if not args.quick else SMALL, 64)
     results["flops"] = flops(console, repeats, LARGE if not args.quick else SMALL, 64)
+    if not args.quick:
+        results["data_parallel"] = data_parallel(console, 1024, SMALL, 128)
     results["data_cache"] = data_cache(console, n=200 if args.quick else 1000, size=64)
     if args.compile:
         results["compile"] = compiled(console, repeats, SMALL, 128)
