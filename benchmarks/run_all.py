@@ -17,8 +17,8 @@
 4. **Inference**: the plain timm model, the LoRA-adapted model (unmerged) and the merged model
    (``medpeft export``'s path), eval-mode img/s.
 5. **FLOP/s**: the machine's measured fp32 matmul peak (a 2048² GEMM), and the FLOP/s achieved
-   by an FFT training step and an MAE pretraining step (FLOPs counted by torch's
-   FlopCounterMode).
+   by FFT training steps and MAE pretraining steps at both settings of 2 (FLOPs counted by
+   torch's FlopCounterMode).
 6. **Data parallel**: two epochs of FFT on one process and on two (``--nproc 2``, DDP over
    gloo), same global batch: training img/s and the test AUROC (which should agree).
 7. **Cached vs uncached data**: the synthetic-cxr split generated from scratch, read back
@@ -26,14 +26,16 @@
 8. **torch.compile** (``--compile``): FFT and LoRA training steps and inference, eager vs
    compiled (inductor).
 
-Timings are medians of ``--repeats`` runs after a warm-up, all in this process, so the ratios
-compare like with like; absolute numbers move with the machine's load, which is printed and
+Timings are medians of repeated runs after a warm-up, all in this process, and the contenders
+of a comparison are timed in turn, round by round, so the ratios compare like with like even
+when other jobs' load changes during the run; absolute numbers move with the machine's load, which is printed and
 saved. Every figure is a measurement; nothing is hard-coded. ``--json`` (default
 ``runs/bench.json``) saves them all.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import json
@@ -60,14 +62,18 @@ LARGE = BackboneConfig("vit_small", img_size=64, patch_size=8, drop_path=0.0)
 METHODS_AT = BackboneConfig("vit_tiny", img_size=64, patch_size=8, drop_path=0.0)
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, lazy init)
-    times = []
+def interleaved_seconds(fns: dict, repeats: int) -> dict:
+    """Median seconds of each function, timed in rounds (one call of each per round, in turn),
+    so a change of the machine's load during the run hits every contender alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -126,13 +132,16 @@ def training_memory(s: Setup) -> dict:
 
 
 def methods_vs_fft(console: Console, batch: int, repeats: int, names: list[str]) -> dict:
-    results = {}
+    results, setups = {}, {}
     for name in names:
-        s = setup(name, METHODS_AT, batch)
+        s = setups[name] = setup(name, METHODS_AT, batch)
         trainable, total = count_parameters(s.model)
         memory = training_memory(s)
-        results[name] = {"img_per_s": batch / median_seconds(s.step, repeats), "trainable_share": trainable / total,
-                         "memory_bytes": memory, "memory_mb": sum(memory.values()) / 2 ** 20}
+        results[name] = {"trainable_share": trainable / total, "memory_bytes": memory,
+                         "memory_mb": sum(memory.values()) / 2 ** 20}
+    seconds = interleaved_seconds({name: s.step for name, s in setups.items()}, repeats)
+    for name in names:
+        results[name]["img_per_s"] = batch / seconds[name]
     fft = results["fft"]
     rows = [[name, f"{100 * r['trainable_share']:.2f}%", f"{r['img_per_s']:.0f}",
              f"{r['img_per_s'] / fft['img_per_s']:.2f}x", f"{r['memory_mb']:.0f}",
@@ -147,9 +156,9 @@ def methods_vs_fft(console: Console, batch: int, repeats: int, names: list[str])
 def lora_vs_peft(console: Console, repeats: int, settings: list[tuple[BackboneConfig, int]]) -> dict:
     out, rows = [], []
     for backbone, batch in settings:
-        speeds = {}
-        for name, options in (("fft", None), ("lora", {"rank": 8}), ("lora-qkv", {"rank": 8})):
-            speeds[name] = batch / median_seconds(setup(name, backbone, batch, options).step, repeats)
+        steps = {name: setup(name, backbone, batch, options).step
+                 for name, options in (("fft", None), ("lora", {"rank": 8}), ("lora-qkv", {"rank": 8}))}
+        speeds = {name: batch / t for name, t in interleaved_seconds(steps, repeats).items()}
         where = f"{backbone.name} p{backbone.patch_size} {backbone.img_size}px b{batch}"
         out.append({"backbone": dataclasses.asdict(backbone), "batch": batch, "img_per_s": speeds})
         rows.append([where, f"{speeds['fft']:.0f}", f"{speeds['lora']:.0f}", f"{speeds['lora-qkv']:.0f}",
@@ -179,8 +188,9 @@ def feature_cache(console: Console, repeats: int, n: int, backbone: BackboneConf
                 torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[i:i + batch]).backward()
                 s.optimizer.step()
 
-        uncached_s = median_seconds(lambda: epoch(s.model, images), repeats)
-        cached_s = median_seconds(lambda: epoch(suffix, cached.tensors[0]), repeats)
+        seconds = interleaved_seconds({"uncached": lambda: epoch(s.model, images),
+                                       "cached": lambda: epoch(suffix, cached.tensors[0])}, repeats)
+        uncached_s, cached_s = seconds["uncached"], seconds["cached"]
         results[name] = {"uncached_epoch_s": uncached_s, "cached_epoch_s": cached_s, "caching_s": caching,
                          "cached_blocks": plan.start, "pooled": plan.pooled}
         rows.append([name, f"{uncached_s:.2f}", f"{cached_s:.3f}", f"{uncached_s / cached_s:.1f}x", f"{caching:.2f}"])
@@ -196,22 +206,20 @@ def inference(console: Console, repeats: int, backbone: BackboneConfig, batch: i
     plain = create_backbone(backbone, NUM_OUTPUTS).eval()
     adapted = s.model.eval()
 
-    @torch.no_grad()
-    def speed(model):
-        return batch / median_seconds(lambda: model(s.images), repeats)
+    merged = create_backbone(backbone, NUM_OUTPUTS).eval()  # what medpeft export writes: the updates folded in
+    merged.load_state_dict(s.method.unload(copy.deepcopy(adapted)).state_dict())
 
-    results = {"plain": speed(plain), "adapted": speed(adapted)}
-    merged = s.method.unload(adapted)  # what medpeft export writes: the updates folded in
-    results["merged"] = speed(merged)
+    def forward(model):
+        return lambda: model(s.images)
+
+    with torch.no_grad():
+        seconds = interleaved_seconds({"plain": forward(plain), "adapted": forward(adapted),
+                                       "merged": forward(merged)}, repeats)
+    results = {name: batch / t for name, t in seconds.items()}
     rows = [[k, f"{v:.0f}", f"{v / results['plain']:.2f}x"] for k, v in results.items()]
     console.print(table(f"4. Inference img/s, LoRA r=8 on {backbone.name} {backbone.img_size} px, batch {batch}",
                         ["model", "img/s", "vs plain"], rows))
     return {"backbone": dataclasses.asdict(backbone), "batch": batch, "img_per_s": results}
-
-
-def matmul_peak(repeats: int, size: int = 2048, dtype=torch.float32) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    return 2 * size ** 3 / median_seconds(lambda: a @ b, repeats)
 
 
 def counted_flops(fn) -> int:
@@ -220,35 +228,41 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def flops(console: Console, repeats: int, backbone: BackboneConfig, batch: int) -> dict:
+def mae_step_fn(backbone: BackboneConfig, batch: int):
     from medpeft.pretrain.config import MAEConfig
     from medpeft.pretrain.mae import build_mae
 
-    peak = matmul_peak(repeats)
-    fft = setup("fft", backbone, batch)
-    fft_flops = counted_flops(fft.step)
-    fft_rate = fft_flops / median_seconds(fft.step, repeats)
     torch.manual_seed(0)
     mae = build_mae(backbone, MAEConfig()).train()
     optimizer = torch.optim.AdamW([p for p in mae.parameters() if p.requires_grad], lr=1e-4)
     images = torch.randn(batch, 3, backbone.img_size, backbone.img_size)
 
-    def mae_step():
+    def step():
         optimizer.zero_grad(set_to_none=True)
         mae(images).loss.backward()
         optimizer.step()
 
-    mae_flops = counted_flops(mae_step)
-    mae_rate = mae_flops / median_seconds(mae_step, repeats)
-    rows = [["fp32 matmul 2048² (peak)", f"{peak / 1e9:.0f}", "1.00"],
-            [f"FFT training step ({backbone.name} {backbone.img_size} px b{batch})", f"{fft_rate / 1e9:.0f}",
-             f"{fft_rate / peak:.2f}"],
-            ["MAE pretraining step (mask 0.75, same encoder)", f"{mae_rate / 1e9:.0f}", f"{mae_rate / peak:.2f}"]]
-    console.print(table("5. Achieved FLOP/s (FlopCounterMode counts; medians of timed steps)",
+    return step
+
+
+def flops(console: Console, repeats: int, settings: list[tuple[BackboneConfig, int]], size: int = 2048) -> dict:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    fns, counts = {"peak": lambda: a @ b}, {"peak": 2 * size ** 3}
+    for backbone, batch in settings:
+        where = f"{backbone.name} {backbone.img_size} px p{backbone.patch_size} b{batch}"
+        fns[f"FFT step, {where}"] = setup("fft", backbone, batch).step
+        fns[f"MAE step (mask 0.75), {where}"] = mae_step_fn(backbone, batch)
+    for name, fn in fns.items():
+        if name != "peak":
+            counts[name] = counted_flops(fn)
+    seconds = interleaved_seconds(fns, repeats)
+    rates = {name: counts[name] / seconds[name] for name in fns}
+    rows = [[f"fp32 matmul {size}² (peak)" if name == "peak" else name, f"{rate / 1e9:.0f}",
+             f"{rate / rates['peak']:.2f}"] for name, rate in rates.items()]
+    console.print(table(f"5. Achieved fp32 FLOP/s ({torch.get_num_threads()} threads; FlopCounterMode counts)",
                         ["what", "GFLOP/s", "of peak"], rows))
-    return {"matmul_peak_flops": peak, "fft": {"flops_per_step": fft_flops, "flops_per_s": fft_rate},
-            "mae": {"flops_per_step": mae_flops, "flops_per_s": mae_rate},
-            "backbone": dataclasses.asdict(backbone), "batch": batch}
+    return {name: {"flops": counts[name], "seconds": seconds[name], "flops_per_s": rates[name],
+                   "of_peak": rates[name] / rates["peak"]} for name in fns}
 
 
 def data_parallel(console: Console, n: int, backbone: BackboneConfig, batch: int) -> dict:
@@ -285,24 +299,24 @@ def precision(console: Console) -> dict:
 def compiled(console: Console, repeats: int, backbone: BackboneConfig, batch: int) -> dict:
     results, rows = {}, []
     for name, options in (("fft", None), ("lora", {"rank": 8})):
-        s = setup(name, backbone, batch, options)
-        eager = batch / median_seconds(s.step, repeats)
-        s.model = torch.compile(s.model)
+        s, c = setup(name, backbone, batch, options), setup(name, backbone, batch, options)
+        c.model = torch.compile(c.model)
         start = time.perf_counter()
-        s.step()
+        c.step()
         warmup = time.perf_counter() - start
-        fast = batch / median_seconds(s.step, repeats)
+        seconds = interleaved_seconds({"eager": s.step, "compiled": c.step}, repeats)
+        eager, fast = batch / seconds["eager"], batch / seconds["compiled"]
         results[f"{name}_train"] = {"eager": eager, "compiled": fast, "compile_s": warmup}
         rows.append([f"{name} training step", f"{eager:.0f}", f"{fast:.0f}", f"{fast / eager:.2f}x", f"{warmup:.0f}"])
     plain = create_backbone(backbone, NUM_OUTPUTS).eval()
     images = torch.randn(batch, 3, backbone.img_size, backbone.img_size)
     with torch.no_grad():
-        eager = batch / median_seconds(lambda: plain(images), repeats)
         fn = torch.compile(plain)
         start = time.perf_counter()
         fn(images)
         warmup = time.perf_counter() - start
-        fast = batch / median_seconds(lambda: fn(images), repeats)
+        seconds = interleaved_seconds({"eager": lambda: plain(images), "compiled": lambda: fn(images)}, repeats)
+        eager, fast = batch / seconds["eager"], batch / seconds["compiled"]
     results["inference"] = {"eager": eager, "compiled": fast, "compile_s": warmup}
     rows.append(["inference", f"{eager:.0f}", f"{fast:.0f}", f"{fast / eager:.2f}x", f"{warmup:.0f}"])
     console.print(table(f"8. torch.compile on CPU, {backbone.name} {backbone.img_size} px batch {batch}, img/s",
@@ -349,7 +363,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=150)
     repeats = 3 if args.quick else 7
     vit_methods = [name for name, cls in METHODS.items() if "vit" in cls.families]
     if args.quick:
@@ -367,7 +381,7 @@ def main() -> None:
     results["lora_vs_peft"] = lora_vs_peft(console, repeats, settings)
     results["feature_cache"] = feature_cache(console, repeats, 256 if args.quick else 2048, SMALL, 128)
     results["inference"] = inference(console, repeats, LARGE if not args.quick else SMALL, 64)
-    results["flops"] = flops(console, repeats, LARGE if not args.quick else SMALL, 64)
+    results["flops"] = flops(console, repeats, [(SMALL, 128)] + ([] if args.quick else [(LARGE, 64)]))
     if not args.quick:
         results["data_parallel"] = data_parallel(console, 1024, SMALL, 128)
     results["data_cache"] = data_cache(console, n=200 if args.quick else 1000, size=64)
