@@ -360,11 +360,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="batch of section 1")
     parser.add_argument("--json", default="runs/bench.json", help="where to save every figure")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (minutes of compiling)")
+    parser.add_argument("--only", type=lambda t: {int(v) for v in t.split(",")}, default=None,
+                        help="run only these sections, e.g. 3,4,5 (the precision line always prints)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison (default 7; quick 3)")
+    parser.add_argument("--cache-images", type=int, default=None, help="images in section 3's epoch (default 2048)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console(width=150)
-    repeats = 3 if args.quick else 7
+    repeats = args.repeats or (3 if args.quick else 7)
     vit_methods = [name for name, cls in METHODS.items() if "vit" in cls.families]
     if args.quick:
         vit_methods = ["fft", "linear", "lora", "partial-k", "ssf"]
@@ -376,16 +380,26 @@ def main() -> None:
                "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
                "cpu_count": os.cpu_count(), "load_1min_before": load_before}
     results["precision"] = precision(console)
-    results["methods_vs_fft"] = methods_vs_fft(console, args.batch, repeats, vit_methods)
-    settings = [(SMALL, 32 if args.quick else 128)] + ([] if args.quick else [(LARGE, 64)])
-    results["lora_vs_peft"] = lora_vs_peft(console, repeats, settings)
-    results["feature_cache"] = feature_cache(console, repeats, 256 if args.quick else 2048, SMALL, 128)
-    results["inference"] = inference(console, repeats, LARGE if not args.quick else SMALL, 64)
-    results["flops"] = flops(console, repeats, [(SMALL, 128)] + ([] if args.quick else [(LARGE, 64)]))
-    if not args.quick:
+    def wanted(section: int) -> bool:
+        return args.only is None or section in args.only
+
+    if wanted(1):
+        results["methods_vs_fft"] = methods_vs_fft(console, args.batch, repeats, vit_methods)
+    if wanted(2):
+        settings = [(SMALL, 32 if args.quick else 128)] + ([] if args.quick else [(LARGE, 64)])
+        results["lora_vs_peft"] = lora_vs_peft(console, repeats, settings)
+    if wanted(3):
+        images = args.cache_images or (256 if args.quick else 2048)
+        results["feature_cache"] = feature_cache(console, repeats, images, SMALL, 128)
+    if wanted(4):
+        results["inference"] = inference(console, repeats, LARGE if not args.quick else SMALL, 64)
+    if wanted(5):
+        results["flops"] = flops(console, repeats, [(SMALL, 128)] + ([] if args.quick else [(LARGE, 64)]))
+    if wanted(6) and not args.quick:
         results["data_parallel"] = data_parallel(console, 1024, SMALL, 128)
-    results["data_cache"] = data_cache(console, n=200 if args.quick else 1000, size=64)
-    if args.compile:
+    if wanted(7):
+        results["data_cache"] = data_cache(console, n=200 if args.quick else 1000, size=64)
+    if args.compile and wanted(8):
         results["compile"] = compiled(console, repeats, SMALL, 128)
     results["load_1min_after"] = os.getloadavg()[0]
     results["seconds"] = time.perf_counter() - started
