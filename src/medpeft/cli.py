@@ -117,13 +117,17 @@ def default_run_dir(config) -> Path:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .runtime import TrainingDiverged
-    from .train import finetune_parallel
+    from .train import finetune, finetune_parallel
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
     console.print(f"run directory: {out}")
     try:
-        finetune_parallel(config, out, args.nproc, resume=args.resume, console=console, progress=not args.no_progress)
+        if args.nproc == 1:
+            finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
+        else:
+            finetune_parallel(config, out, args.nproc, resume=args.resume, console=console,
+                              progress=not args.no_progress)
     except TrainingDiverged as err:
         print_error(console, str(err), "training diverged")
         return 1
