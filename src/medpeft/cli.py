@@ -78,6 +78,8 @@ def _finetune_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory; if not given: runs/<data>-<backbone>-<method>-f<fraction>-s<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (DistributedDataParallel: gloo "
+                                                             "on CPU, NCCL on GPUs); --batch-size is their total")
     parser.add_argument("--method", dest="run.method", type=_method_name, default=argparse.SUPPRESS,
                         metavar="METHOD", help=f"PEFT method (default lora): {', '.join(METHODS.names())}")
     add_dataclass_flags(parser, DataConfig, "data", rename={"spec": "data"})
@@ -115,13 +117,17 @@ def default_run_dir(config) -> Path:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .runtime import TrainingDiverged
-    from .train import finetune
+    from .train import finetune, finetune_parallel
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
     console.print(f"run directory: {out}")
     try:
-        finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
+        if args.nproc == 1:
+            finetune(config, out, resume=args.resume, console=console, progress=not args.no_progress)
+        else:
+            finetune_parallel(config, out, args.nproc, resume=args.resume, console=console,
+                              progress=not args.no_progress)
     except TrainingDiverged as err:
         print_error(console, str(err), "training diverged")
         return 1
@@ -230,6 +236,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     values = merge(load_yaml(args.config) if args.config else {}, given_values(args).get("serve", {}))
     config = from_dict(ServeConfig, values, where="serve")
     serve(args.runs, config, api_key=api_key_from(args.api_key_file), console=console)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .eval import export_run
+
+    result = export_run(args.run, args.out)
+    console.print(f"{result.path}: {result.note} (largest output difference to the adapted model on a probe "
+                  f"batch: {result.max_abs_diff:.2g})")
     return 0
 
 
@@ -534,6 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default: $MEDPEFT_API_KEY; neither: no key)")
     add_dataclass_flags(serve, ServeConfig, "serve")
     serve.set_defaults(func=cmd_serve)
+
+    export = commands.add_parser("export", help="write a finished run as a timm model for inference "
+                                                "(safetensors + config.json), merged where its method merges")
+    export.add_argument("run", help="run directory")
+    export.add_argument("--out", help="export folder (default: <run>/export)")
+    export.set_defaults(func=cmd_export)
 
     methods = commands.add_parser("methods", help="list PEFT methods with trainable parameters, or one "
                                                   "method's options")

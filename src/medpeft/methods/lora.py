@@ -11,7 +11,9 @@ the full 3d-wide output (a different method, offered as ``lora-qkv`` via peft it
 
 The wrapper subclasses ``nn.Linear`` and shares the original weight and bias, so the base
 tensors keep their names (``blocks.0.attn.qkv.weight``) and pretrained checkpoints and
-adapters load the same way before and after injection.
+adapters load the same way before and after injection. Its forward and backward pass are
+written out in :mod:`medpeft.methods.lora_function` (why, with the profile: there); the
+formula they compute is :meth:`QVLoRALinear.reference_forward`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import MethodConfig, WrapperMethod, register_method
+from .lora_function import qv_lora
 
 
 @dataclass
@@ -66,6 +69,14 @@ class QVLoRALinear(nn.Linear):
         return torch.cat([dq, torch.zeros_like(dq), dv], dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return F.linear(x, self.weight, self.bias)
+        p = self.lora_dropout.p if self.training and isinstance(self.lora_dropout, nn.Dropout) else 0.0
+        return qv_lora(x, self.weight, self.bias, self.lora_A_q, self.lora_B_q, self.lora_A_v, self.lora_B_v,
+                       self.scaling, p)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function in plain autograd ops (what :meth:`forward` computes faster)."""
         out = F.linear(x, self.weight, self.bias)  # (B, N, 3d)
         if self.merged:
             return out

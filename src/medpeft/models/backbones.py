@@ -222,19 +222,28 @@ def closed_residual_branches(model: nn.Module) -> dict[str, nn.Module]:
     return closed
 
 
+def timm_model_args(config: BackboneConfig, num_classes: int) -> dict:
+    """The ``timm.create_model`` arguments of this backbone besides its stochastic depth: what an
+    exported model's card needs to rebuild the architecture with timm alone."""
+    if not config.is_resolved():
+        config = config.with_defaults()[0]
+    kwargs = dict(num_classes=num_classes, **config.timm_kwargs)
+    if config.spec.family == "vit":
+        kwargs.update(img_size=config.img_size, global_pool="avg")
+        if config.patch_size is not None:
+            kwargs["patch_size"] = config.patch_size
+    elif config.patch_size is not None:
+        raise ValueError(f"--patch-size applies to ViTs only, not {config.name}")
+    return kwargs
+
+
 def create_backbone(config: BackboneConfig, num_classes: int) -> nn.Module:
     """A randomly initialised timm model with a fresh ``num_classes`` head (unset sizes take the
     backbone's defaults; see :func:`resolve_backbone` for the checkpoint card's)."""
     if not config.is_resolved():
         config = config.with_defaults()[0]
     spec = config.spec
-    kwargs = dict(num_classes=num_classes, drop_path_rate=config.drop_path, **config.timm_kwargs)
-    if spec.family == "vit":
-        kwargs.update(img_size=config.img_size, global_pool="avg")
-        if config.patch_size is not None:
-            kwargs["patch_size"] = config.patch_size
-    elif config.patch_size is not None:
-        raise ValueError(f"--patch-size applies to ViTs only, not {config.name}")
+    kwargs = dict(timm_model_args(config, num_classes), drop_path_rate=config.drop_path)
     try:
         model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     except TypeError as err:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from ..config import from_dict, merge, to_dict
 from ..models.backbones import BackboneConfig
-from ..runtime.device import check_device_name, check_precision
+from ..runtime.device import check_device_name
+from ..runtime.precision import check_precision
 
 
 @dataclass
@@ -82,7 +83,7 @@ class PretrainTrainConfig:
     figure_images: int = 6  # rows of the reconstruction figure (0 = no figure)
     num_workers: int = 0  # DataLoader workers (0 = in process)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto: bf16 autocast where it is fast (bf16 GPUs, AMX-BF16 CPUs), else fp32 | fp32 | bf16 | fp16
     keep_checkpoint: bool = False  # keep checkpoint-last.pt (optimizer state) after the run
 
     def __post_init__(self):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..console import make_console
 from ..models.cache import checkpoint_dir
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunDir, autocast_for, resolve_device,
-                       run_epochs, seed_everything)
+                       resolve_precision, run_epochs, seed_everything)
 from .checkpoint import make_card, publish, save_checkpoint
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
@@ -89,14 +89,16 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
 
 def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console, progress) -> dict:
     train = config.train
-    autocast = autocast_for(device, train.precision)
+    precision, why = resolve_precision(device, train.precision)
+    autocast = autocast_for(device, precision)
     data = load_unlabeled(config.data, config.backbone, train.val_images, config.objective)
     seed_everything(train.seed)
     model = build_objective(config).to(device)
     optimizer = build_optimizer(model, config)
     params = _describe(model, optimizer, config, data, device, console)
+    console.print(f"precision {precision} ({why})")
     if state is None:
-        run.log(f"start: {data.describe()}; {params}")
+        run.log(f"start: {data.describe()}; {params}; precision {precision} ({why})")
     job = PretrainJob(model, optimizer, config, data, device, autocast, run, params)
     settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed,
                             lr=train.learning_rate(), min_lr=train.min_lr, warmup_epochs=train.warmup_epochs,

@@ -1,4 +1,4 @@
-"""Where and in which precision a run computes: ``--device`` and ``--precision``.
+"""Where a run computes: ``--device`` (its precision: :mod:`medpeft.runtime.precision`).
 
 A device name is checked twice: its form when the config is built (``auto``, ``cpu``, ``cuda``,
 ``cuda:N``, ``mps``), and whether this machine has it when a run starts, so ``--device cuda``
@@ -12,17 +12,11 @@ import torch
 
 DEVICE_FORMS = "auto | cpu | cuda | cuda:N | mps"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def check_device_name(name: str) -> None:
     if not isinstance(name, str) or not _DEVICE.match(name):
         raise ValueError(f"device must be one of {DEVICE_FORMS}, got {name!r}")
-
-
-def check_precision(name: str) -> None:
-    if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,14 +41,3 @@ def resolve_device(name: str) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return backend is not None and backend.is_available()
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU, whose bf16 speed differs between machines."""
-    check_precision(precision)
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)

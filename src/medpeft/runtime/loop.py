@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 from rich.console import Console
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from .distributed import ShardedBatches, rank_world, sum_over_ranks
 from .progress import EpochProgress
 from .rundir import RunDir
 from .schedule import lr_at, set_lr
@@ -178,13 +179,13 @@ def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, 
     for epoch in range(start_epoch, plan.epochs):
         seed = epoch_seed(settings.seed, epoch)
         seed_everything(seed)
-        loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed), num_workers=settings.num_workers,
-                            pin_memory=settings.pin_memory)
+        loader = epoch_loader(dataset, settings, seed)
         steps = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
         epoch_start = time.perf_counter()
         loss, images = _train_epoch(job, loader, steps, epoch, plan, schedule, settings, run, autocast,
                                     console, progress)
+        loss_sum, images = sum_over_ranks(loss * images, images)  # data parallel: over the global batches
+        loss, images = loss_sum / max(images, 1), int(images)
         seconds = time.perf_counter() - epoch_start
         result.train_seconds += seconds
         result.images_seen += images
@@ -211,10 +212,24 @@ def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, 
     return result
 
 
+def epoch_loader(dataset: Dataset, settings: LoopSettings, seed: int) -> DataLoader:
+    """The epoch's shuffled batches; under data parallelism this process's slice of each of them
+    (the global batches are the ones a single process draws: runtime/distributed.py)."""
+    generator = torch.Generator().manual_seed(seed)
+    rank, world = rank_world()
+    if world == 1:
+        return DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, generator=generator,
+                          num_workers=settings.num_workers, pin_memory=settings.pin_memory)
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), settings.batch_size, drop_last=False)
+    return DataLoader(dataset, batch_sampler=ShardedBatches(batches, rank, world), generator=generator,
+                      num_workers=settings.num_workers, pin_memory=settings.pin_memory)
+
+
 def _train_epoch(job: Job, loader: DataLoader, steps: int, epoch: int, plan: Plan, schedule: dict,
                  settings: LoopSettings, run: RunDir, autocast, console: Console, progress: bool):
     job.model.train()
     total_loss, seen = 0.0, 0
+    world = rank_world()[1]
     with EpochProgress(steps, f"epoch {epoch + 1}/{plan.epochs}", console, enabled=progress) as bar:
         for step, batch in enumerate(loader):
             if step == steps:
@@ -222,7 +237,11 @@ def _train_epoch(job: Job, loader: DataLoader, steps: int, epoch: int, plan: Pla
             set_lr(job.optimizer, lr_at(epoch * plan.steps_per_epoch + step, **schedule))
             with autocast or contextlib.nullcontext():
                 loss, images = job.loss(batch)
-            optimizer_step(loss, job.model, job.optimizer, settings.clip_grad, epoch=epoch, step=step, run=run)
+            # data parallel: DDP averages over processes, so weigh each slice's mean by its share
+            # of the global batch (slices differ by one where the batch does not divide evenly)
+            scale = images * world / sum_over_ranks(images)[0] if world > 1 else 1.0
+            optimizer_step(loss * scale if world > 1 else loss, job.model, job.optimizer, settings.clip_grad,
+                           epoch=epoch, step=step, run=run)
             total_loss += loss.item() * images
             seen += images
             bar.advance(loss=total_loss / seen, images=images)

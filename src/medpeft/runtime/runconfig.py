@@ -16,7 +16,9 @@ from ..data.fractions import check_fraction
 from ..data.transforms import AUGMENTATIONS
 from ..methods import METHODS, Method, MethodConfig
 from ..models.backbones import BackboneConfig
-from .device import check_device_name, check_precision
+from .device import check_device_name
+from .featurecache import check_feature_cache
+from .precision import check_precision
 from .schedule import SCHEDULES
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -63,7 +65,8 @@ class TrainConfig:
     seed: int = 0  # seeds model init, data order, dropout and augmentation
     num_workers: int = 0  # DataLoader workers (0 = in process; raise for file datasets on GPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto: bf16 autocast where it is fast (bf16 GPUs, AMX-BF16 CPUs), else fp32 | fp32 | bf16 | fp16
+    feature_cache: str = "auto"  # frozen leading ViT blocks run once (eval mode), not every epoch: auto | on | off
     eval_batch_size: int = 256
     n_bootstrap: int = 1000  # resamples for the test AUROC 95% CI (0 = none)
     keep_checkpoint: bool = False  # keep checkpoint-last.pt after the run completes
@@ -89,6 +92,7 @@ class TrainConfig:
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         check_precision(self.precision)
+        check_feature_cache(self.feature_cache)
         check_device_name(self.device)
         for name in ("blr", "lr", "clip_grad"):
             value = getattr(self, name)

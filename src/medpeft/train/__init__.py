@@ -2,5 +2,6 @@
 finished run directory, on the shared epoch loop of :mod:`medpeft.runtime`."""
 from .loop import ClassifierJob, finetune
 from .optim import build_optimizer, loss_function
+from .parallel import finetune_parallel
 
-__all__ = ["ClassifierJob", "finetune", "build_optimizer", "loss_function"]
+__all__ = ["ClassifierJob", "finetune", "finetune_parallel", "build_optimizer", "loss_function"]

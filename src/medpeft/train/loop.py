@@ -15,6 +15,8 @@ epoch), and the same decision for every test image.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -31,14 +33,18 @@ from ..methods import (Method, adapter_state_dict, count_parameters, describe_tr
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
-                       one_class_warning, predict, resolve_device, resolve_run_config, run_epochs, subgroup_metrics,
-                       validation_thresholds)
+                       one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
+                       subgroup_metrics, validation_thresholds)
+from ..runtime.distributed import init_from_env, rank_world
+from ..runtime.distributed import wrap as wrap_ddp
+from ..runtime.featurecache import FrozenSuffix, cache_features, plan_cache
 from .mixing import mix_batch
 from .optim import build_optimizer, loss_function
 
 MIN_STEPS = 50  # fewer optimiser steps than this: warn that the run will barely train
 PREDICTIONS = "predictions-test.npz"  # test scores and labels, for reports' CIs over seeds
-MAY_CHANGE = ("epochs", "steps", "min_steps")  # a longer run keeps the weights so far: --resume may extend it
+FEATURE_CACHE_DIR = "feature-cache"  # memory-mapped frozen features too large for memory; removed at the end
+MAY_CHANGE = ("epochs", "steps", "min_steps", "feature_cache")  # --resume may extend a run (it keeps the weights so far) or cache differently
 
 
 class ClassifierJob(Job):
@@ -49,9 +55,14 @@ class ClassifierJob(Job):
 
     def __init__(self, model: nn.Module, method: Method, optimizer, criterion: nn.Module, val_loader: DataLoader,
                  info: DatasetInfo, device, autocast, patience: int | None, source: str, val_every: int = 1,
-                 on_validation: Callable[[int, dict], None] | None = None, mixup: float = 0.0, cutmix: float = 0.0):
+                 on_validation: Callable[[int, dict], None] | None = None, mixup: float = 0.0, cutmix: float = 0.0,
+                 net: nn.Module | None = None, val_inputs: DataLoader | None = None):
         self.model, self.method, self.optimizer, self.criterion = model, method, optimizer, criterion
         self.val_loader, self.info, self.device, self.autocast = val_loader, info, device, autocast
+        # what a batch goes through, and what validation scores: the model on images, or the
+        # trainable rest of it on cached frozen features (runtime/featurecache.py)
+        self.net = net if net is not None else model
+        self.val_inputs = val_inputs if val_inputs is not None else val_loader
         self.patience, self.source, self.val_every = patience, source, val_every
         self.on_validation = on_validation
         self.mixup, self.cutmix = mixup, cutmix  # batch mixing of training batches (0: off)
@@ -64,7 +75,7 @@ class ClassifierJob(Job):
         if self.mixup or self.cutmix:
             images, targets = mix_batch(images, targets, task=self.info.task, num_outputs=self.info.num_outputs,
                                         mixup=self.mixup, cutmix=self.cutmix)
-        logits = self.model(images)
+        logits = self.net(images)
         return self.criterion(logits.float(), targets), len(images)
 
     def validates(self, stats: EpochStats) -> bool:
@@ -73,7 +84,7 @@ class ClassifierJob(Job):
     def end_epoch(self, stats: EpochStats) -> EpochEnd:
         if not self.validates(stats):
             return EpochEnd({"epoch": stats.epoch, "train_loss": stats.loss, "lr": stats.lr, "steps": stats.steps})
-        val = evaluate(self.model, self.val_loader, self.info, self.device, autocast=self.autocast)
+        val = evaluate(self.net, self.val_inputs, self.info, self.device, autocast=self.autocast)
         self.validations += 1
         improved = self.best is None or val["auroc"] > self.best["auroc"]
         if improved:
@@ -109,6 +120,10 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
 
     ``on_validation(epoch, val_metrics)`` is called after every validation; an exception it
     raises (a study's pruner) stops the run, leaving its last checkpoint."""
+    init_from_env(resolve_device(config.train.device))  # under torchrun: join its process group
+    rank, world = rank_world()
+    if rank > 0:  # data parallel: rank 0 writes the run directory; the others train beside it
+        return _follow(config, Path(out_dir), resume=resume)
     console = console or make_console()
     config, warnings = resolve_run_config(config)  # every check that needs no disk or data
     for warning in warnings:
@@ -121,11 +136,27 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
         return _train(config, run, state, console, progress, on_validation)
 
 
+def _follow(config: RunConfig, out_dir: Path, *, resume: bool) -> dict:
+    """A data-parallel rank other than 0: the same run in a scratch directory of its own,
+    started from rank 0's checkpoint when resuming; its files are removed at the end."""
+    config, _ = resolve_run_config(config)
+    with tempfile.TemporaryDirectory(prefix=f"medpeft-rank{rank_world()[0]}-") as scratch:
+        run = RunDir(scratch)
+        main = RunDir(out_dir)
+        if resume and main.checkpoint_path.is_file():
+            shutil.copy(main.checkpoint_path, run.checkpoint_path)
+            run.save_config(main.load_config())
+        with run.lock():
+            state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+            return _train(config, run, state, Console(quiet=True), False)
+
+
 def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console, progress: bool,
            on_validation=None) -> dict:
     train = config.train
     device = resolve_device(train.device)
-    autocast = autocast_for(device, train.precision)
+    precision, why = resolve_precision(device, train.precision)
+    autocast = autocast_for(device, precision)
     splits = load_splits(config.data, config.backbone)
     info = splits.info
     model, method, report = build_model(config, info.num_outputs)
@@ -145,22 +176,50 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     val_every = train.validation_interval(plan.epochs)
     length = f"{plan.describe()}, validating every {val_every} epoch{'s' * (val_every != 1)}"
     console.print(f"optimizer {train.optimizer}, peak lr {lr:.3g}, batch {train.batch_size}, {length}, "
-                  f"layer decay {train.layer_decay:g}, device {device}")
+                  f"layer decay {train.layer_decay:g}, device {device}, precision {precision} ({why})")
     optimizer = build_optimizer(model, train, lr)
-    job = ClassifierJob(model, method, optimizer, loss_function(info.task),
-                        make_loader(splits.val, train, shuffle=False), info, device, autocast,
+    val_loader = make_loader(splits.val, train, shuffle=False)
+    cache = plan_cache(model, deterministic_inputs=_varying_inputs(config), mode=train.feature_cache)
+    train_set, net, val_inputs = splits.train, None, None
+    if cache.active:
+        net = FrozenSuffix(model, cache.start, cache.pooled)
+        console.print(f"feature cache: {cache.reason}; computing them once for the training and validation images")
+        spill = run.path / FEATURE_CACHE_DIR
+        train_set = cache_features(net, splits.train, batch_size=train.eval_batch_size, device=device,
+                                   autocast=autocast, spill_dir=spill, name="train")
+        val_inputs = make_loader(cache_features(net, splits.val, batch_size=train.eval_batch_size, device=device,
+                                                autocast=autocast, spill_dir=spill, name="val"),
+                                 train, shuffle=False)
+        settings.num_workers = 0  # in-memory tensors: worker processes would only copy them
+    if rank_world()[1] > 1:  # data parallel: gradients averaged over the processes
+        net = wrap_ddp(net if net is not None else model, device)
+        console.print(f"data parallel: {rank_world()[1]} processes, {train.batch_size} images a step in all")
+    job = ClassifierJob(model, method, optimizer, loss_function(info.task), val_loader, info, device, autocast,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
-                        on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix)
+                        on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix, net=net,
+                        val_inputs=val_inputs)
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
-                f"{len(splits.train)} training images ({splits.subset_note}); {length}")
+                f"{len(splits.train)} training images ({splits.subset_note}); {length}; "
+                f"precision {precision} ({why}); feature cache: {cache.reason}")
     for warning in plan_warnings(plan, len(splits.train), train):
         print_warning(console, warning)
         run.log(f"warning: {warning}")
-    result = run_epochs(job, splits.train, settings, run, config=config.to_dict(), may_change=MAY_CHANGE,
-                        state=state, autocast=autocast, console=console, progress=progress)
+    try:
+        result = run_epochs(job, train_set, settings, run, config=config.to_dict(), may_change=MAY_CHANGE,
+                            state=state, autocast=autocast, console=console, progress=progress)
+    finally:
+        shutil.rmtree(run.path / FEATURE_CACHE_DIR, ignore_errors=True)
     load_adapter_state(model, job.best["state"], source="best epoch")
     return _finish(run, config, job, splits, result, plan, console)
+
+
+def _varying_inputs(config: RunConfig) -> str | None:
+    """Why the training images differ between epochs (None: they do not)."""
+    varying = [f"augment={config.data.augment}"] if config.data.augment != "none" else []
+    varying += [f"{name}={value:g}" for name, value in (("mixup", config.train.mixup), ("cutmix", config.train.cutmix))
+                if value]
+    return ", ".join(varying) or None
 
 
 def plan_warnings(plan: Plan, train_size: int, train: TrainConfig) -> list[str]:
