@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/medpeft study run experiments/demo/study.yaml --workers 2 --report
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -rs --durations=10
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
