@@ -31,12 +31,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import from_dict, load_yaml, merge
+from ..config import from_dict, merge
 from ..diffusion import DIFFUSION_METHODS, DiffusionConfig, ensure_model
 from ..runtime import RunConfig, RunDir, RunInUse, run_slug
 from .engine import POLL, Engine
 from .runner import StudyKind
-from .spec import MethodEntry, declared_key
+from .spec import MethodEntry, declared_key, read_study_file
 
 NO_ADAPTATION = "No adaptation"
 
@@ -109,11 +109,7 @@ class DiffusionCell:
 
 def load_diffusion_study(path: str | Path) -> DiffusionStudy:
     """Read and validate a diffusion study file (every cell's config is built and checked)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "study.yaml"
-    values = load_yaml(path)
-    values["folder"] = str(path.resolve().parent)
+    path, values = read_study_file(path)
     try:
         study = from_dict(DiffusionStudy, values, where=str(path))
         base_config(study)

@@ -178,13 +178,19 @@ class Cell:
                 "variant": dict(self.variant)}
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file (every entry, method option and cell config)."""
+def read_study_file(path: str | Path) -> tuple[Path, dict]:
+    """A study file's path (a folder means its study.yaml) and its values, with ``folder`` set."""
     path = Path(path)
     if path.is_dir():
         path = path / "study.yaml"
     values = load_yaml(path)
     values["folder"] = str(path.resolve().parent)
+    return path, values
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file (every entry, method option and cell config)."""
+    path, values = read_study_file(path)
     try:
         config = from_dict(StudyConfig, values, where=str(path))
         cells(config)  # every cell's config is built and checked here
