@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 
 from ..config import atomic_write_text, from_dict, load_json, to_dict
 from ..methods.base import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, base_fingerprint, load_adapter_state,
-                            read_adapter_weights)
+                            mark_trainable, read_adapter_weights)
 from ..registry import Registry
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention projections
@@ -205,11 +205,7 @@ class DiffFit(DiffusionMethod):
 def apply_method(unet: nn.Module, method: DiffusionMethod) -> nn.Module:
     """Inject the method and leave exactly its parameters trainable."""
     unet = method.inject(unet)
-    trainable = method.is_trainable(unet)
-    for name, param in unet.named_parameters():
-        param.requires_grad_(trainable(name))
-    if not any(p.requires_grad for p in unet.parameters()):
-        raise AssertionError(f"{method.name} left no trainable parameters")
+    mark_trainable(unet, method)
     return unet
 
 

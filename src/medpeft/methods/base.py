@@ -161,15 +161,21 @@ def check_fits(method: Method, model: nn.Module) -> None:
                          f"({type(model).__name__}). Methods for {family}: {', '.join(others)}")
 
 
-def apply_method(model: nn.Module, method: Method) -> nn.Module:
-    """Inject the method and leave exactly its parameters (and the head) trainable."""
-    check_fits(method, model)
-    model = method.inject(model)
+def mark_trainable(model: nn.Module, method) -> None:
+    """Leave exactly the parameters that ``method.is_trainable(model)`` names trainable (any
+    method with a ``name`` and ``is_trainable``: classifier and diffusion methods alike)."""
     trainable = method.is_trainable(model)
     for name, param in model.named_parameters():
         param.requires_grad_(trainable(name))
     if not any(p.requires_grad for p in model.parameters()):
         raise AssertionError(f"{method.name} left no trainable parameters")
+
+
+def apply_method(model: nn.Module, method: Method) -> nn.Module:
+    """Inject the method and leave exactly its parameters (and the head) trainable."""
+    check_fits(method, model)
+    model = method.inject(model)
+    mark_trainable(model, method)
     warn_if_branches_stay_closed(model, method)
     return model
 
