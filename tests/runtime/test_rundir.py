@@ -116,3 +116,25 @@ def test_run_slug_is_the_one_naming_rule():
     assert run_slug("medmnist:pneumoniamnist?x=1", "vit_tiny", "lora", "f0.1", "s0") == \
         "medmnist-pneumoniamnist-vit_tiny-lora-f0.1-s0"
     assert run_slug("../../escape") == "escape" and run_slug("") == "run"
+
+
+def test_a_config_in_an_older_spelling_resumes_and_the_checkpoint_is_restamped(tmp_path):
+    """``read`` maps a saved config to today's form; the checkpoint is re-stamped for today's
+    config, so a second resume (even one killed before the next checkpoint) still matches."""
+    old = {"data": {"spec": "synthetic-cxr"}, "train": {"epochs": 2, "seed": 0}}
+    today = {"data": {"spec": "synthetic-cxr", "fraction": 1.0}, "train": {"epochs": 2, "seed": 0}}
+    read = lambda saved: {**saved, "data": {"fraction": 1.0, **saved["data"]}}
+    checkpointed(tmp_path / "run", old)
+    run = RunDir(tmp_path / "run")
+    with run.lock():
+        with pytest.raises(ValueError, match=r"different config \(data differ\)"):
+            run.start(today, resume=True)  # without ``read`` the spelling counts
+        state = run.start(today, resume=True, read=read)
+    assert torch.equal(state["model"]["w"], torch.ones(2))
+    assert run.load_checkpoint()["config_digest"] == config_digest(today, ("epochs",)) == state["config_digest"]
+    assert run.load_config() == today
+    with run.lock():  # killed before the next checkpoint: resumes again, with or without ``read``
+        assert torch.equal(run.start(today, resume=True)["model"]["w"], torch.ones(2))
+    with run.lock():  # a real difference is still refused after the mapping
+        with pytest.raises(ValueError, match=r"different config \(train differ\)"):
+            run.start({**today, "train": {"epochs": 2, "seed": 1}}, resume=True, read=read)

@@ -102,6 +102,43 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, mo
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_started_by_an_earlier_medpeft_resumes(tmp_path, monkeypatch):
+    """A field added since the run started (at its default) or a value that used to be written
+    out resolved must not block --resume: configs are compared as today's code reads them."""
+    from medpeft.config import load_yaml, save_yaml
+    from medpeft.runtime.rundir import config_digest
+    config = tiny_config(method="fft", epochs=3, keep_checkpoint=True)
+    reference = finetune(config, tmp_path / "whole", console=QUIET)
+    real_loss = loop_module.ClassifierJob.loss
+    calls = {"n": 0}
+
+    def killed_in_third_epoch(job, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real_loss(job, batch)
+
+    monkeypatch.setattr(loop_module.ClassifierJob, "loss", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, tmp_path / "old", console=QUIET)
+    run = tmp_path / "old"
+    old = load_yaml(run / "config.yaml")  # as an earlier medpeft wrote it: no small_stem, no feature_cache
+    del old["backbone"]["small_stem"], old["train"]["feature_cache"]
+    save_yaml(run / "config.yaml", old)
+    state = torch.load(run / "checkpoint-last.pt", weights_only=True)
+    torch.save({**state, "config_digest": config_digest(old, loop_module.MAY_CHANGE)}, run / "checkpoint-last.pt")
+
+    monkeypatch.setattr(loop_module.ClassifierJob, "loss", real_loss)
+    resumed = finetune(config, run, resume=True, console=QUIET)
+    assert resumed["test"] == reference["test"] and resumed["history"] == reference["history"]
+    assert load_yaml(run / "config.yaml") == config_with_defaults(config)
+
+
+def config_with_defaults(config: RunConfig) -> dict:
+    from medpeft.runtime import resolve_run_config
+    return resolve_run_config(config)[0].to_dict()
+
+
 def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
     config = tiny_config(epochs=2, keep_checkpoint=True)
     finetune(config, tmp_path / "run", console=QUIET)

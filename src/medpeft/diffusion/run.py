@@ -220,7 +220,8 @@ def train_diffusion(config: DiffusionConfig, out_dir, *, resume: bool = False, n
         checkpoint_dir(name)  # a bad cache name fails now, not after the training
     run = RunDir(out_dir)
     with run.lock():
-        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE,
+                          read=lambda saved: DiffusionConfig.from_dict(saved).to_dict())
         metrics = _train(config, run, state, console, progress)
     if name is not None:
         console.print(f"published as {name!r}: {publish(run.path, name)} (use --base {name})")

@@ -83,7 +83,8 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
     device = resolve_device(config.train.device)
     run = RunDir(out_dir)
     with run.lock():
-        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE,
+                          read=lambda saved: PretrainConfig.from_dict(saved).resolved().to_dict())
         return _pretrain(config, run, state, device, name, console, progress)
 
 

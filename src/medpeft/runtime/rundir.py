@@ -23,6 +23,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -106,12 +107,17 @@ class RunDir:
             raise FileNotFoundError(f"{self.path} is not a medpeft run directory (no {CONFIG})")
         return load_yaml(self.path / CONFIG)
 
-    def start(self, config: dict, *, resume: bool, may_change: tuple[str, ...] = ("epochs",)) -> dict | None:
+    def start(self, config: dict, *, resume: bool, may_change: tuple[str, ...] = ("epochs",),
+              read: Callable[[dict], dict] | None = None) -> dict | None:
         """Open the run for training and save ``config``; return the checkpoint to resume from,
         or None for a fresh start. Refuses to overwrite a finished run or to restart an
         unfinished one without ``resume``, and to resume under a config other than the saved
         one, except for the ``train`` fields in ``may_change`` (more epochs do not change the
-        weights so far)."""
+        weights so far).
+
+        ``read`` turns a saved config into the form today's code writes (new fields at their
+        defaults, unset fields resolved), so a run started by an earlier medpeft resumes when
+        only the spelling of its config changed; the checkpoint is then re-stamped."""
         if fcntl is not None and self._lock_fd is None:
             raise AssertionError("RunDir.start needs the directory lock: use `with run.lock():`")
         if self.is_complete():
@@ -121,13 +127,23 @@ class RunDir:
             if not resume:
                 raise ValueError(f"{self.path} holds an unfinished run ({LAST_CHECKPOINT}); pass --resume "
                                  "to continue it, or choose another --out (or delete it) to start over")
-            state = self._checked_state(config, may_change)
+            state = self._checked_state(config, may_change, read)
+            digest = config_digest(config, may_change)
+            if state.get("config_digest") != digest:  # same run, config written by an earlier medpeft
+                self.save_checkpoint({k: v for k, v in state.items() if k != "config_digest"}, config,
+                                     may_change)
+                state["config_digest"] = digest
         self.save_config(config)
         return state
 
-    def _checked_state(self, config: dict, may_change: tuple[str, ...]) -> dict:
+    def _checked_state(self, config: dict, may_change: tuple[str, ...], read) -> dict:
         state = self.load_checkpoint()
-        saved = self.load_config()
+        raw = self.load_config()
+        try:
+            saved = read(raw) if read is not None else raw
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{self.path / CONFIG} cannot be read by this medpeft ({err}); start a new "
+                             "--out") from None
         if config_digest(saved, may_change) != config_digest(config, may_change):
             strip = lambda values: {**values, "train": {k: v for k, v in values.get("train", {}).items()
                                                         if k not in may_change}}
@@ -135,7 +151,7 @@ class RunDir:
             differ = [k for k in ours if ours[k] != theirs.get(k)] or ["config"]
             raise ValueError(f"{self.path} was started with a different config ({', '.join(differ)} "
                              "differ); resume with the same arguments, or start a new --out")
-        if state.get("config_digest") != config_digest(saved, may_change):
+        if state.get("config_digest") not in {config_digest(raw, may_change), config_digest(saved, may_change)}:
             raise ValueError(f"{self.checkpoint_path} does not belong to {self.path / CONFIG} (it was "
                              "written under another config); delete it to start the run over")
         return state

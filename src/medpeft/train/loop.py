@@ -130,10 +130,15 @@ def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Conso
         print_warning(console, warning)
     run = RunDir(out_dir)
     with run.lock():
-        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+        state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE, read=_read_saved)
         for warning in warnings:
             run.log(f"warning: {warning}")
         return _train(config, run, state, console, progress, on_validation)
+
+
+def _read_saved(values: dict) -> dict:
+    """A saved run config as this medpeft writes it (for resuming runs of an earlier version)."""
+    return resolve_run_config(RunConfig.from_dict(values))[0].to_dict()
 
 
 def _follow(config: RunConfig, out_dir: Path, *, resume: bool) -> dict:
@@ -147,7 +152,7 @@ def _follow(config: RunConfig, out_dir: Path, *, resume: bool) -> dict:
             shutil.copy(main.checkpoint_path, run.checkpoint_path)
             run.save_config(main.load_config())
         with run.lock():
-            state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE)
+            state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE, read=_read_saved)
             return _train(config, run, state, Console(quiet=True), False)
 
 
