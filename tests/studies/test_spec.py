@@ -38,3 +38,18 @@ def test_searched_parameters_make_their_own_cell(tmp_path):
     assert tuned.config.train.lr == 1e-3 and tuned.config.method_options.rank == 4
     with pytest.raises(ValueError, match="cannot apply searched parameter 'nope'"):
         with_params(cell, {"nope": 1})
+
+
+def test_a_cnn_backbone_is_pretrained_with_simclr_and_a_bad_objective_is_refused(tmp_path):
+    from medpeft.studies.spec import pretrain_config
+    resnet = {"label": "cnn", "backbone": {"name": "resnet50", "img_size": 16},
+              "pretrain": {"name": "r50-simclr", "objective": "simclr", "simclr": {"temperature": 0.2},
+                           "train": {"epochs": 2}}}
+    study = load_study(write_study(tmp_path / "s", backbones=[resnet]))
+    config = pretrain_config(study, study.backbones[0])
+    assert (config.objective, config.simclr.temperature, config.train.epochs) == ("simclr", 0.2, 2)
+    assert (config.backbone.name, config.backbone.img_size) == ("resnet50", 16)
+    assert {c.config.backbone.checkpoint for c in cells(study)} == {"r50-simclr"}
+    bad = {**resnet, "pretrain": {**resnet["pretrain"], "objective": "mae"}}
+    with pytest.raises(ValueError, match="MAE pretraining needs a ViT"):
+        pretrain_config(study, load_study(write_study(tmp_path / "t", backbones=[bad])).backbones[0])

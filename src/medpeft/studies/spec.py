@@ -55,7 +55,9 @@ class DataEntry:
 class PretrainStep:
     name: str  # cached checkpoint name the cells fine-tune from (made once, reused)
     data: dict = field(default_factory=dict)  # PretrainDataConfig fields (default: the study's first dataset)
+    objective: str = "mae"  # mae (ViTs) | simclr (contrastive; any backbone, e.g. the ResNets of Dutt et al.)
     mae: dict = field(default_factory=dict)  # MAEConfig fields
+    simclr: dict = field(default_factory=dict)  # SimCLRConfig fields
     train: dict = field(default_factory=dict)  # PretrainTrainConfig fields
 
 
@@ -214,7 +216,8 @@ def pretrain_config(study: StudyConfig, entry: BackboneEntry) -> PretrainConfig:
             **step.data}
     backbone = {k: v for k, v in entry.backbone.items() if k != "checkpoint"}
     return PretrainConfig.from_dict({"data": data, "backbone": {**backbone, "drop_path": 0.0},
-                                     "mae": step.mae, "train": step.train})
+                                     "objective": step.objective, "mae": step.mae, "simclr": step.simclr,
+                                     "train": step.train})
 
 
 def cells(study: StudyConfig) -> list[Cell]:
