@@ -53,3 +53,26 @@ def test_a_cnn_backbone_is_pretrained_with_simclr_and_a_bad_objective_is_refused
     bad = {**resnet, "pretrain": {**resnet["pretrain"], "objective": "mae"}}
     with pytest.raises(ValueError, match="MAE pretraining needs a ViT"):
         pretrain_config(study, load_study(write_study(tmp_path / "t", backbones=[bad])).backbones[0])
+
+
+# The fields of the study file's entries when cell keys were first written; a field added since
+# must be marked ``added_later`` so that a study run before the upgrade keeps its finished cells.
+KEYED_FIELDS = {"DataEntry": {"spec", "label", "data_root", "augment", "skip_bad"},
+                "PretrainStep": {"name", "data", "mae", "train"}}
+
+
+def test_fields_added_to_the_study_schema_do_not_rename_existing_cells(tmp_path):
+    import dataclasses
+
+    from medpeft.studies import spec
+    for name, keyed in KEYED_FIELDS.items():
+        fields = dataclasses.fields(getattr(spec, name))
+        assert {f.name for f in fields if not f.metadata.get("added_later")} == keyed, name
+    mae = {"label": "vit", "backbone": {"name": "vit_tiny", "img_size": 16, "patch_size": 8},
+           "pretrain": {"name": "vit-mae", "train": {"epochs": 1}}}
+    declared = cells(load_study(write_study(tmp_path / "s", backbones=[mae])))[0].declared
+    assert set(declared["backbone"]["pretrain"]) == KEYED_FIELDS["PretrainStep"]
+    assert set(declared["data"]) == KEYED_FIELDS["DataEntry"]
+    explicit = {**mae, "pretrain": {**mae["pretrain"], "objective": "simclr"}}
+    declared = cells(load_study(write_study(tmp_path / "t", backbones=[explicit])))[0].declared
+    assert declared["backbone"]["pretrain"]["objective"] == "simclr"  # a value that is not the default counts

@@ -55,9 +55,10 @@ class DataEntry:
 class PretrainStep:
     name: str  # cached checkpoint name the cells fine-tune from (made once, reused)
     data: dict = field(default_factory=dict)  # PretrainDataConfig fields (default: the study's first dataset)
-    objective: str = "mae"  # mae (ViTs) | simclr (contrastive; any backbone, e.g. the ResNets of Dutt et al.)
+    # mae (ViTs) | simclr (contrastive; any backbone, e.g. the ResNets of Dutt et al.)
+    objective: str = field(default="mae", metadata={"added_later": True})
     mae: dict = field(default_factory=dict)  # MAEConfig fields
-    simclr: dict = field(default_factory=dict)  # SimCLRConfig fields
+    simclr: dict = field(default_factory=dict, metadata={"added_later": True})  # SimCLRConfig fields
     train: dict = field(default_factory=dict)  # PretrainTrainConfig fields
 
 
@@ -265,13 +266,24 @@ def _cell(study, data, fraction, entry, backbone, backbone_label, method, label,
         train=from_dict(TrainConfig, train, where=f"train of {label} on {backbone_label}"))
     dataset = data.label or data.spec
     variant = {**entry.variant, **method.variant}
-    declared = {"data": to_dict(data), "fraction": fraction, "vary_subset": study.vary_subset,
-                "backbone": {"backbone": entry.backbone, "pretrain": to_dict(entry.pretrain) if entry.pretrain else None},
+    declared = {"data": _declared(data), "fraction": fraction, "vary_subset": study.vary_subset,
+                "backbone": {"backbone": entry.backbone, "pretrain": _declared(entry.pretrain) if entry.pretrain else None},
                 "method": {"name": method.name, "options": method.options}, "train": train}
     name = run_slug(dataset, f"f{fraction:g}", backbone_label, label, f"s{seed}")
     return Cell(key=f"{name}-{declared_key(declared)}", config=config, dataset=dataset, fraction=fraction,
                 method=label, backbone=backbone_label, seed=seed, variant=variant, pretrain=pretrain,
                 pretrain_name=entry.pretrain.name if entry.pretrain else None, declared=declared)
+
+
+def _declared(entry) -> dict:
+    """``to_dict(entry)`` for a cell key, without the fields marked ``added_later`` while they hold
+    their defaults: adding a field to the study file's schema must not rename existing cells."""
+    values = to_dict(entry)
+    for spec in dataclasses.fields(entry):
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        if spec.metadata.get("added_later") and values[spec.name] == default:
+            del values[spec.name]
+    return values
 
 
 def declared_key(declared: dict) -> str:
