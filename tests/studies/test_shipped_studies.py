@@ -1,0 +1,37 @@
+"""Every study file shipped in experiments/ loads and builds every cell's config (no data is read)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medpeft.studies.spec import cells, load_study, search_space
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+CLASSIFIER_STUDIES = sorted(p for p in EXPERIMENTS.glob("*/study.yaml") if p.parent.name != "diffusion")
+
+
+def test_the_shipped_studies_are_found():
+    assert {p.parent.name for p in CLASSIFIER_STUDIES} >= {"demo", "mae_pretraining", "lora-rank", "dutt-methods"}
+
+
+@pytest.mark.parametrize("path", CLASSIFIER_STUDIES, ids=lambda p: p.parent.name)
+def test_a_shipped_study_loads_with_its_anchor(path):
+    study = load_study(path)
+    grid = cells(study)
+    assert len({c.key for c in grid}) == len(grid)
+    assert all(c.config.train.min_steps >= 150 or c.config.train.steps for c in grid), "every cell is trained"
+    if path.parent.name != "demo":  # issue 12: the MedMNIST v2 ResNet-18 is re-run in every table
+        assert any(c.config.backbone.name == "resnet18" for c in grid)
+        assert {a.dataset for a in study.report.anchors} == {d.label for d in study.data}
+
+
+def test_the_dutt_study_searches_every_method_but_the_anchor():
+    for name in ("dutt-methods", "dutt-methods-pneumonia-10"):
+        study = load_study(EXPERIMENTS / name / "study.yaml")
+        grid = cells(study)
+        methods = {(c.backbone, c.method) for c in grid}
+        assert len({m for b, m in methods if b.startswith("ViT")}) == 18
+        assert len({m for b, m in methods if b.startswith("ResNet-50")}) == 7
+        for backbone, method in methods:
+            assert bool(search_space(study, method, "")) == (not backbone.startswith("ResNet-18")), method
