@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
@@ -362,10 +363,7 @@ class Engine:
                 continue
             with self.claiming():
                 trial = study.ask()
-            # one sampler seed per trial: reproducible with one worker, and two workers asking at
-            # the same moment do not draw the same start-up configuration
-            study.sampler = optuna.samplers.TPESampler(seed=self.study.search.seed * 100_003 + trial.number,
-                                                       constant_liar=True)
+            study.sampler = trial_sampler(self.study.search.seed, trial.number)
             space = search_space(self.study, cell.method, cell.config.method)
             params = {name: suggest(trial, name, distribution(name, spec, name)) for name, spec in space.items()}
             seed = self.study.search.seed
@@ -503,6 +501,16 @@ def suggest(trial: optuna.Trial, name: str, dist):
     if isinstance(dist, d.IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def trial_sampler(search_seed: int, number: int) -> optuna.samplers.TPESampler:
+    """The sampler that draws search trial ``number``: one seed per trial, so the search is
+    reproducible with one worker and two workers asking at the same moment do not draw the same
+    start-up configuration. The seed is mixed through numpy's SeedSequence: consecutive small
+    seeds given straight to ``RandomState`` make correlated first draws (seeds 0 and 3 both start
+    at 0.55 of the range), which put all four start-up trials of a search in 15% of a log range."""
+    mixed = int(np.random.SeedSequence([search_seed, number]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=mixed, constant_liar=True)
 
 
 def _label(cell: Cell) -> str:
