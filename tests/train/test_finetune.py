@@ -72,28 +72,33 @@ def test_same_config_and_seed_give_the_same_metrics(tmp_path):
     assert other["test"]["auroc"] != first["test"]["auroc"]
 
 
+def kill_in_third_epoch(config: RunConfig, out, monkeypatch) -> None:
+    """Train ``config`` into ``out`` and interrupt it after one optimiser step of the third
+    epoch (96 images / batch 32 = 3 steps per epoch), leaving the epoch-2 checkpoint."""
+    real_loss = loop_module.ClassifierJob.loss
+    calls = {"n": 0}
+
+    def killed(job, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real_loss(job, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module.ClassifierJob, "loss", killed)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(config, out, console=QUIET)
+
+
 @pytest.mark.parametrize("length", [{"epochs": 3}, {"steps": 14, "val_every": 2, "patience": 1}],
                          ids=["epochs", "steps-val_every"])  # the second stops early after epoch 4
 def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, monkeypatch, length):
     config = tiny_config(method="fft", keep_checkpoint=True, **length)
     reference = finetune(config, tmp_path / "whole", console=QUIET)
 
-    real_loss = loop_module.ClassifierJob.loss
-    calls = {"n": 0}
-
-    def killed_in_third_epoch(job, batch):  # 96 images / batch 32 = 3 steps per epoch
-        calls["n"] += 1
-        if calls["n"] == 8:  # after one optimiser step of the third epoch
-            raise KeyboardInterrupt
-        return real_loss(job, batch)
-
-    monkeypatch.setattr(loop_module.ClassifierJob, "loss", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(config, tmp_path / "killed", console=QUIET)
+    kill_in_third_epoch(config, tmp_path / "killed", monkeypatch)
     assert not (tmp_path / "killed" / "metrics.json").exists()
     assert torch.load(tmp_path / "killed" / "checkpoint-last.pt", weights_only=True)["epoch"] == 1
-
-    monkeypatch.setattr(loop_module.ClassifierJob, "loss", real_loss)
     resumed = finetune(config, tmp_path / "killed", resume=True, console=QUIET)
     assert resumed["test"] == reference["test"]
     assert resumed["history"] == reference["history"]
@@ -106,37 +111,21 @@ def test_a_run_started_by_an_earlier_medpeft_resumes(tmp_path, monkeypatch):
     """A field added since the run started (at its default) or a value that used to be written
     out resolved must not block --resume: configs are compared as today's code reads them."""
     from medpeft.config import load_yaml, save_yaml
+    from medpeft.runtime import resolve_run_config
     from medpeft.runtime.rundir import config_digest
     config = tiny_config(method="fft", epochs=3, keep_checkpoint=True)
     reference = finetune(config, tmp_path / "whole", console=QUIET)
-    real_loss = loop_module.ClassifierJob.loss
-    calls = {"n": 0}
-
-    def killed_in_third_epoch(job, batch):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt
-        return real_loss(job, batch)
-
-    monkeypatch.setattr(loop_module.ClassifierJob, "loss", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(config, tmp_path / "old", console=QUIET)
     run = tmp_path / "old"
+    kill_in_third_epoch(config, run, monkeypatch)
     old = load_yaml(run / "config.yaml")  # as an earlier medpeft wrote it: no small_stem, no feature_cache
     del old["backbone"]["small_stem"], old["train"]["feature_cache"]
     save_yaml(run / "config.yaml", old)
     state = torch.load(run / "checkpoint-last.pt", weights_only=True)
     torch.save({**state, "config_digest": config_digest(old, loop_module.MAY_CHANGE)}, run / "checkpoint-last.pt")
 
-    monkeypatch.setattr(loop_module.ClassifierJob, "loss", real_loss)
     resumed = finetune(config, run, resume=True, console=QUIET)
     assert resumed["test"] == reference["test"] and resumed["history"] == reference["history"]
-    assert load_yaml(run / "config.yaml") == config_with_defaults(config)
-
-
-def config_with_defaults(config: RunConfig) -> dict:
-    from medpeft.runtime import resolve_run_config
-    return resolve_run_config(config)[0].to_dict()
+    assert load_yaml(run / "config.yaml") == resolve_run_config(config)[0].to_dict()  # today's spelling
 
 
 def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
