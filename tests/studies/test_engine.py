@@ -130,6 +130,9 @@ def test_sigkill_mid_trial_then_rerun_resumes_the_killed_run(tmp_path):
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     assert not (run / "metrics.json").exists(), "the run finished before the kill; make it longer"
+    assert engine.reap() == 1  # queued again: waiting, not reported as failed
+    progress = engine.progress()
+    assert (progress.done, progress.waiting, progress.failed, engine.failures()) == (0, 1, 0, [])
     assert run_study(path, console=QUIET) == 0
     all_trials = engine.final.get_trials(deepcopy=False)
     assert count_by_cell(all_trials) == {engine.cells[0].key: 1}

@@ -233,8 +233,9 @@ class Engine:
         trials = self.final.get_trials(deepcopy=False)
         keys = {c.key for c in self.final_cells()}
         done = {t.user_attrs.get("cell") for t in trials if t.state == TrialState.COMPLETE} & keys
+        pending = {t.user_attrs.get("cell") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
         failed = {t.user_attrs.get("cell") for t in trials if t.state == TrialState.FAIL
-                  and t.user_attrs.get("error") and not t.user_attrs.get("duplicate_of")} - done
+                  and t.user_attrs.get("error") and not t.user_attrs.get("duplicate_of")} - done - pending
         running = [dict(t.user_attrs) for t in trials if t.state == TrialState.RUNNING]
         if self.study.search:
             for group, members in self.groups().items():
@@ -261,7 +262,10 @@ class Engine:
         return out
 
     def failures(self) -> list[tuple[str, str]]:
-        done = {t.user_attrs.get("cell") for t in self.final.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        """Cells whose last attempt failed and that are not queued again (a trial whose worker
+        died is re-queued by ``reap``: it is waiting, not failed)."""
+        done = {t.user_attrs.get("cell") for t in self.final.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING))}
         out = {}
         for trial in self.final.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             cell, error = trial.user_attrs.get("cell"), trial.user_attrs.get("error")

@@ -47,7 +47,7 @@ class DataEntry:
     spec: str  # dataset spec, e.g. medmnist:pneumoniamnist
     label: str | None = None  # column label in reports (default: the spec)
     data_root: str | None = None  # folder of the data files (relative: from the study file's folder)
-    augment: str = "none"  # training augmentation: none | light | flip
+    augment: str = "none"  # training augmentation: none | light | flip | randaug (MED-PEFT's recipe)
     skip_bad: bool = False  # leave out missing/corrupt items with a warning
 
 
