@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -40,6 +41,10 @@ def test_a_grid_runs_end_to_end_and_a_second_run_does_nothing(tmp_path):
         assert 0.0 <= record["metrics"]["test"]["auroc"] <= 1.0
         assert "history" not in record["metrics"]
     assert main(["eval", records[0]["run_dir"], "--n-bootstrap", "0"]) == 0
+    assert main(["study", "report", path, "--out", str(tmp_path / "report")]) == 0
+    minutes = sum(r["metrics"]["wall_time_s"] for r in records) / 60
+    first_lines = (tmp_path / "report" / "report.md").read_text().splitlines()[:3]
+    assert f"all 4 cells finished; seeds 0; cells {minutes:.1f} min (summed run times" in "\n".join(first_lines)
     assert main(["study", "run", path]) == 0
     assert len(trials(path)[1]) == 4  # nothing ran twice
 
@@ -110,6 +115,8 @@ def test_a_search_prunes_its_bad_region(tmp_path):
     assert len(states) == 6 and len(pruned) >= 1
     assert all(t.params["lr"] == 1.0e-9 for t in pruned)  # only the bad region was pruned
     assert engine.search_result(engine.cells[0].group) == {"lr": 1.0e-3}
+    cost = engine.compute_time()
+    assert cost["search_trials"] == 6 and cost["search"] > 0 and cost["pretraining"] == {}
     records = engine.records()
     assert len(records) == 1 and records[0]["params"] == {"lr": 1.0e-3}
 
@@ -203,6 +210,10 @@ def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, 
         assert "checkpoint: study-mae" in config
         assert "loaded" in (Path(record["run_dir"]) / "log.txt").read_text()  # the MAE weights were loaded
     assert (Path(os.environ["MEDPEFT_CACHE"]) / "checkpoints" / "study-mae" / "checkpoint.pth").is_file()
+    cost = engine.compute_time()  # what the report's first line says the results cost
+    assert cost["cells"] == pytest.approx(sum(r["metrics"]["wall_time_s"] for r in records)) and cost["cells"] > 0
+    assert list(cost["pretraining"]) == ["study-mae"] and cost["pretraining"]["study-mae"] > 0
+    assert (cost["search"], cost["search_trials"]) == (0.0, 0)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached pretraining step must not run again")

@@ -261,6 +261,31 @@ class Engine:
                             "metrics": trial.user_attrs["record"], "params": trial.user_attrs.get("params", {})})
         return out
 
+    def compute_time(self) -> dict:
+        """Seconds this study's results cost: the finished cells (their runs' wall time), the
+        search trials (start to end, pruned ones included) and each pretraining step (from its
+        checkpoint's card; a step shared with another study counts in both)."""
+        from ..models.cache import checkpoint_dir, read_card
+
+        cells = sum(r["metrics"].get("wall_time_s", 0.0) for r in self.records())
+        search, trials = 0.0, 0
+        if self.study.search:
+            for group, members in self.groups().items():
+                if not self.searched(members[0]):
+                    continue
+                for t in self.search_study(group).get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                                                      TrialState.PRUNED)):
+                    if t.datetime_start and t.datetime_complete:
+                        search += (t.datetime_complete - t.datetime_start).total_seconds()
+                        trials += 1
+        pretraining = {}
+        for cell in self.cells:
+            if cell.pretrain_name and cell.pretrain_name not in pretraining:
+                path = checkpoint_dir(cell.pretrain_name) / "checkpoint.pth"
+                card = read_card(path) if path.is_file() else {}
+                pretraining[cell.pretrain_name] = float(card.get("wall_time_s", 0.0))
+        return {"cells": cells, "search": search, "search_trials": trials, "pretraining": pretraining}
+
     def failures(self) -> list[tuple[str, str]]:
         """Cells whose last attempt failed and that are not queued again (a trial whose worker
         died is re-queued by ``reap``: it is waiting, not failed)."""

@@ -205,6 +205,16 @@ def study_status(path: str | Path, *, storage: str | None = None, work_dir: str 
     return status
 
 
+def _cost(engine: Engine) -> str:
+    """What the results cost in CPU/GPU time, for the report's first line."""
+    cost = engine.compute_time()
+    parts = [f"cells {cost['cells'] / 60:.1f} min"]
+    if cost["search_trials"]:
+        parts.append(f"search {cost['search'] / 60:.1f} min ({cost['search_trials']} trials)")
+    parts += [f"pretraining {name} {seconds / 60:.1f} min" for name, seconds in cost["pretraining"].items()]
+    return ", ".join(parts) + " (summed run times, not wall-clock)"
+
+
 def report_study(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
                  out: str | Path | None = None, console: Console | None = None, fmt: str = "table",
                  command: str | None = None) -> list[Path]:
@@ -223,7 +233,7 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
     rows = [m.label or m.name for m in study.methods]
     baseline = study.report.baseline or ""
     note = (f"{status.done} of {status.total} cells finished" if status.done < status.total else
-            f"all {status.total} cells finished") + f"; seeds {', '.join(map(str, study.seeds))}"
+            f"all {status.total} cells finished") + f"; seeds {', '.join(map(str, study.seeds))}; " + _cost(engine)
     files = write_report(records, Path(out) if out else work / "report", title=title,
                          command=command or f"medpeft study run {path} && medpeft study report {path}",
                          baseline=baseline, rows=rows, anchors=anchors, note=note)
