@@ -1,6 +1,8 @@
 """The pretraining loop: the loss falls, resume is exact, NaN stops cleanly, the cache, the CLI."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ import medpeft.pretrain.ensure as ensure_module
 import medpeft.pretrain.loop as loop
 from medpeft.cli import main
 from medpeft.models import create_backbone, load_pretrained, read_state_dict
+from medpeft.models.cache import CheckpointConflict
 from medpeft.pretrain import ensure_pretrained, pretrain
 from medpeft.pretrain.mae import MaskedAutoencoderViT
 from medpeft.runtime import TrainingDiverged
@@ -80,8 +83,18 @@ def test_ensure_pretrained_trains_once_then_reuses_the_cache(monkeypatch, privat
 
     monkeypatch.setattr(ensure_module, "pretrain", no_training)
     assert ensure_pretrained("tiny", config, progress=False) == path
-    with pytest.raises(AssertionError, match="reused"):  # another recipe under the name: retrain
-        ensure_pretrained("tiny", tiny_config(epochs=2, figure_images=0), progress=False)
+
+
+def test_a_cached_checkpoint_made_with_another_config_is_never_replaced(private_cache):
+    config = tiny_config(epochs=1, figure_images=0)
+    path = ensure_pretrained("tiny", config, progress=False)
+    before = path.read_bytes()
+    other = tiny_config(epochs=2, figure_images=0)  # another recipe under the same name
+    with pytest.raises(CheckpointConflict, match=r"'tiny'.*train\.epochs: 1 there, 2 here.*another name"):
+        ensure_pretrained("tiny", other, progress=False)
+    assert path.read_bytes() == before  # untouched: runs fine-tuned from it keep their meaning
+    shutil.rmtree(path.parent)  # what the error says to do to remake it under this name
+    assert ensure_pretrained("tiny", other, progress=False) == path and path.read_bytes() != before
 
 
 def test_cli_pretrain_then_load_by_name(tmp_path, private_cache):

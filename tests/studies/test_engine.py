@@ -222,6 +222,29 @@ def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, 
     assert run_study(path, console=QUIET) == 0
 
 
+def test_two_studies_that_mean_different_things_by_one_checkpoint_name_are_stopped(tmp_path, capsys):
+    # a pretraining step without `data` pretrains on its study's first dataset: the same name in a
+    # study whose first dataset differs is another foundation model, and must not replace the first
+    backbone = {"name": "vit_tiny", "img_size": 16, "patch_size": 4, "timm_kwargs": {"depth": 1}}
+    step = {"name": "shared-mae", "mae": {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
+            "train": {"epochs": 1, "batch_size": 32, "figure_images": 0, "val_images": 8}}
+    first = write_study(tmp_path / "first", name="first", fractions=[1.0], methods=[{"name": "fft", "label": "FFT"}],
+                        backbones=[{"label": "MAE", "backbone": backbone, "pretrain": step}])
+    assert run_study(first, console=QUIET) == 0
+    made = Path(os.environ["MEDPEFT_CACHE"]) / "checkpoints" / "shared-mae" / "checkpoint.pth"
+    before = made.read_bytes()
+    other_data = [{"spec": "synthetic-cxr?n=96&n_val=48&n_test=64&size=16&seed=5", "label": "other"}]
+    second = write_study(tmp_path / "second", name="second", fractions=[1.0], data=other_data,
+                         methods=[{"name": "fft", "label": "FFT"}],
+                         backbones=[{"label": "MAE", "backbone": backbone, "pretrain": step}])
+    capsys.readouterr()
+    assert main(["study", "run", second]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'shared-mae'" in out and "data.specs" in out and "another name" in out
+    assert made.read_bytes() == before
+    assert not (tmp_path / "second" / "runs").exists() or not any((tmp_path / "second" / "runs").iterdir())
+
+
 def test_the_searched_configuration_is_in_the_report(tmp_path):
     from medpeft.studies.report import results_rows
     records = [{"dataset": "d", "fraction": 1.0, "label": "L", "method": "lora", "backbone": "b", "seed": 0,

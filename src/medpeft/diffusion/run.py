@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from ..console import make_console
 from ..methods.base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..models.cache import cache_root, checkpoint_dir
+from ..models.cache import cache_root, checkpoint_dir, refuse_other_config
 from ..runtime import EpochEnd, EpochStats, Job, LoopSettings, Plan, RunDir, resolve_device, run_epochs, seed_everything
 from ..runtime.rundir import CONFIG, METRICS
 from .captions import captions_of, most_frequent
@@ -190,7 +190,8 @@ def ensure_model(name: str, config: DiffusionConfig, *, console: Console | None 
     """The cached diffusion model ``name`` made with exactly ``config`` (trained once, then reused)."""
     target = checkpoint_dir(name)
     wanted = config.to_dict()
-    if (target / CONFIG).is_file() and _as_read_today(target) == wanted:
+    if (target / CONFIG).is_file():
+        refuse_other_config(name, _as_read_today(target), wanted)
         return target
     work = cache_root() / "diffusion-runs" / name
     if (work / CONFIG).is_file() and _as_read_today(work) != wanted:

@@ -61,3 +61,37 @@ def read_card(checkpoint: Path) -> dict:
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return {}
+
+
+class CheckpointConflict(ValueError):
+    """A named checkpoint exists but was made with another config: replacing it would silently
+    change what every run fine-tuned from that name (in any study) was built on."""
+
+
+def refuse_other_config(name: str, saved: dict | None, wanted: dict) -> None:
+    """Raise :class:`CheckpointConflict` naming the differing fields when the cached checkpoint
+    ``name`` (``saved``: its config as today's code reads it, None if unreadable) was not made
+    with ``wanted``. Called before anything would overwrite a published checkpoint."""
+    if saved == wanted:
+        return
+    if saved is None:
+        what = "with a config this medpeft cannot read"
+    else:
+        old, new = _flat(saved), _flat(wanted)
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        shown = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in keys[:4])
+        what = f"with another config ({shown}{'; ...' if len(keys) > 4 else ''})"
+    raise CheckpointConflict(
+        f"the cached checkpoint {name!r} ({checkpoint_dir(name)}) was made {what}. Replacing it would "
+        "change what the runs already fine-tuned from it were built on, so medpeft does not: give this "
+        "step another name, or delete that folder to remake it under this one")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -3,7 +3,10 @@
 ``ensure_pretrained(name, config)`` returns the named cache's checkpoint when its card says it
 was made with exactly ``config``; otherwise it pretrains (resuming an interrupted attempt from
 ``$MEDPEFT_CACHE/pretrain-runs/<name>``), publishes the result under ``name`` and returns it.
-A cached checkpoint of the same name made with another config is replaced.
+A cached checkpoint of the same name made with another config is never replaced: that is a
+``CheckpointConflict`` naming the differences (every run fine-tuned from the name, in any study,
+would otherwise change meaning; a study's pretraining step without ``data`` pretrains on that
+study's first dataset, so two studies can mean different things by one name).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..console import make_console
-from ..models.cache import cache_root, checkpoint_dir, read_card
+from ..models.cache import cache_root, checkpoint_dir, read_card, refuse_other_config
 from ..runtime import RunDir
 from .checkpoint import publish
 from .config import PretrainConfig
@@ -44,8 +47,10 @@ def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | N
     config = config.resolved()
     console = console or make_console()
     wanted = config.to_dict()
-    if cached_config(name) == wanted:
-        return checkpoint_dir(name) / "checkpoint.pth"
+    published = checkpoint_dir(name) / "checkpoint.pth"
+    if published.is_file():
+        refuse_other_config(name, cached_config(name), wanted)
+        return published
     work = cache_root() / "pretrain-runs" / name
     if work.exists() and normalised(_saved_config(work)) != wanted:
         shutil.rmtree(work)  # our own scratch folder, from an older config
