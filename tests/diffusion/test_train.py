@@ -109,3 +109,22 @@ def test_a_cached_base_from_before_a_new_option_is_reused(tiny_base, tmp_path, m
     assert ensure_model("tiny", tiny_config(), progress=False) == target
     assert (target / "adapter_model.safetensors").stat().st_mtime_ns == weights
     assert not (tmp_path / "cache" / "diffusion-runs" / "tiny").exists()  # nothing was trained
+
+
+def test_a_cached_base_made_with_another_config_is_never_replaced(tiny_base, tmp_path, monkeypatch):
+    import dataclasses
+
+    from medpeft.diffusion.run import ensure_model, publish, train_diffusion
+    from medpeft.models.cache import CheckpointConflict
+
+    monkeypatch.setenv("MEDPEFT_CACHE", str(tmp_path / "cache"))
+    target = publish(tiny_base, "tiny")
+    weights = (target / "adapter_model.safetensors").read_bytes()
+    config = tiny_config()
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=config.train.seed + 1))
+    with pytest.raises(CheckpointConflict, match=r"'tiny'.*train\.seed"):
+        ensure_model("tiny", other, progress=False)
+    with pytest.raises(CheckpointConflict):  # refused before training, not when publishing after it
+        train_diffusion(other, tmp_path / "other", name="tiny", progress=False)
+    assert not (tmp_path / "other").exists()
+    assert (target / "adapter_model.safetensors").read_bytes() == weights

@@ -110,3 +110,10 @@ def test_cli_pretrain_then_load_by_name(tmp_path, private_cache):
     assert saved["mae"]["mask_ratio"] == 0.5 and saved["backbone"]["drop_path"] == 0.0
     report = load_pretrained(create_backbone(tiny_backbone(), 2), "cli-mae")
     assert report.missing_encoder == []
+    # the name is taken by another recipe: refused before any training, the cached one untouched
+    cached = private_cache / "checkpoints" / "cli-mae" / "checkpoint.pth"
+    before = cached.read_bytes()
+    code = main(["pretrain", "--data", TINY_DATA, "--backbone", "vit_tiny", "--img-size", "16",
+                 "--patch-size", "4", "--timm-kwargs", "{depth: 2}", "--mask-ratio", "0.6",
+                 "--epochs", "1", "--out", str(tmp_path / "other"), "--name", "cli-mae", "--no-progress"])
+    assert code == 2 and not (tmp_path / "other").exists() and cached.read_bytes() == before

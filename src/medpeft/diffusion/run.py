@@ -191,7 +191,7 @@ def ensure_model(name: str, config: DiffusionConfig, *, console: Console | None 
     target = checkpoint_dir(name)
     wanted = config.to_dict()
     if (target / CONFIG).is_file():
-        refuse_other_config(name, _as_read_today(target), wanted)
+        _check_publishable(name, config)  # made with exactly this config, or a CheckpointConflict
         return target
     work = cache_root() / "diffusion-runs" / name
     if (work / CONFIG).is_file() and _as_read_today(work) != wanted:
@@ -200,6 +200,13 @@ def ensure_model(name: str, config: DiffusionConfig, *, console: Console | None 
         train_diffusion(config, work, resume=True, console=console, progress=progress)
         (console or make_console()).print(f"trained the diffusion model {name!r}; later runs reuse {target}")
     return publish(work, name)
+
+
+def _check_publishable(name: str, config: DiffusionConfig) -> None:
+    """Never replace a cached model made with another config (``CheckpointConflict``)."""
+    target = checkpoint_dir(name)
+    if (target / CONFIG).is_file():
+        refuse_other_config(name, _as_read_today(target), config.to_dict())
 
 
 def _as_read_today(folder: Path) -> dict | None:
@@ -218,7 +225,7 @@ def train_diffusion(config: DiffusionConfig, out_dir, *, resume: bool = False, n
     """Train (or, with ``train.steps`` 0, only score) ``config`` into ``out_dir``; returns its metrics."""
     console = console or make_console()
     if name is not None:
-        checkpoint_dir(name)  # a bad cache name fails now, not after the training
+        _check_publishable(name, config)  # a bad or taken cache name fails now, not after the training
     run = RunDir(out_dir)
     with run.lock():
         state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE,

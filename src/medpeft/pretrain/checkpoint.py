@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..config import save_json
-from ..models.cache import checkpoint_dir
+from ..models.cache import checkpoint_dir, read_card, refuse_other_config
 from .config import PretrainConfig
 
 CARD_FORMAT = "medpeft-mae/1"
@@ -70,6 +70,32 @@ def make_card(config: PretrainConfig, *, epoch: int, sources: list[tuple[str, in
         "finetune_flags": f"{flags} --checkpoint <this file or cached name>",
         "config": config.to_dict(),
     }
+
+
+def cached_config(name: str) -> dict | None:
+    """The config the cached checkpoint ``name`` was made with, if it has a card, read with
+    today's defaults (so an option added to medpeft since does not remake the checkpoint)."""
+    path = checkpoint_dir(name) / "checkpoint.pth"
+    values = read_card(path).get("config") if path.is_file() else None
+    return normalised(values)
+
+
+def normalised(values: dict | None) -> dict | None:
+    """A saved pretraining config as today's code reads it (None when it no longer parses)."""
+    if values is None:
+        return None
+    try:
+        return PretrainConfig.from_dict(values).resolved().to_dict()
+    except (ValueError, TypeError):
+        return None
+
+
+def check_publishable(name: str, config: PretrainConfig) -> None:
+    """Raise ``CheckpointConflict`` when the named cache holds a checkpoint made with another
+    config (publishing would replace it); a checkpoint made with ``config`` may be re-published."""
+    if (checkpoint_dir(name) / "checkpoint.pth").is_file():
+        refuse_other_config(name, cached_config(name), config.resolved().to_dict())
+
 
 
 def publish(checkpoint: Path, name: str) -> Path:

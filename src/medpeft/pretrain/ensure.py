@@ -16,29 +16,11 @@ from pathlib import Path
 from rich.console import Console
 
 from ..console import make_console
-from ..models.cache import cache_root, checkpoint_dir, read_card, refuse_other_config
+from ..models.cache import cache_root, checkpoint_dir
 from ..runtime import RunDir
-from .checkpoint import publish
+from .checkpoint import check_publishable, normalised, publish
 from .config import PretrainConfig
 from .loop import checkpoint_name, pretrain
-
-
-def cached_config(name: str) -> dict | None:
-    """The config the cached checkpoint ``name`` was made with, if it has a card, read with
-    today's defaults (so an option added to medpeft since does not remake the checkpoint)."""
-    path = checkpoint_dir(name) / "checkpoint.pth"
-    values = read_card(path).get("config") if path.is_file() else None
-    return normalised(values)
-
-
-def normalised(values: dict | None) -> dict | None:
-    """A saved pretraining config as today's code reads it (None when it no longer parses)."""
-    if values is None:
-        return None
-    try:
-        return PretrainConfig.from_dict(values).resolved().to_dict()
-    except (ValueError, TypeError):
-        return None
 
 
 def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | None = None,
@@ -49,7 +31,7 @@ def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | N
     wanted = config.to_dict()
     published = checkpoint_dir(name) / "checkpoint.pth"
     if published.is_file():
-        refuse_other_config(name, cached_config(name), wanted)
+        check_publishable(name, config)  # made with exactly this config, or a CheckpointConflict
         return published
     work = cache_root() / "pretrain-runs" / name
     if work.exists() and normalised(_saved_config(work)) != wanted:

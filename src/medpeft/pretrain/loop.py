@@ -23,10 +23,9 @@ from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
 
 from ..console import make_console
-from ..models.cache import checkpoint_dir
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunDir, autocast_for, resolve_device,
                        resolve_precision, run_epochs, seed_everything)
-from .checkpoint import make_card, publish, save_checkpoint
+from .checkpoint import check_publishable, make_card, publish, save_checkpoint
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
 from .figure import save_reconstruction_figure
@@ -78,7 +77,7 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
     """Pretrain an MAE into ``out_dir`` and return its summary (also in ``metrics.json``)."""
     console = console or make_console()
     if name is not None:
-        checkpoint_dir(name)  # a bad cache name fails now, not after the training
+        check_publishable(name, config)  # a bad or taken cache name fails now, not after the training
     config = config.resolved()
     device = resolve_device(config.train.device)
     run = RunDir(out_dir)
