@@ -97,7 +97,6 @@ def check_publishable(name: str, config: PretrainConfig) -> None:
         refuse_other_config(name, cached_config(name), config.resolved().to_dict())
 
 
-
 def publish(checkpoint: Path, name: str) -> Path:
     """Copy a checkpoint and its card into the named cache, so ``--checkpoint NAME`` finds it."""
     folder = checkpoint_dir(name)
