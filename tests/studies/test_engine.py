@@ -2,6 +2,7 @@
 a search whose pruner stops the bad region, SIGKILL then resume, and bad inputs that lose nothing."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from medpeft.studies.engine import Engine
 from medpeft.studies.runner import prepare, run_study
 from medpeft.studies.spec import cells, load_study
 
-from .conftest import TINY_DATA, write_study
+from .conftest import TINY_BACKBONE, TINY_DATA, write_study
 
 QUIET = Console(quiet=True)
 
@@ -243,6 +244,43 @@ def test_two_studies_that_mean_different_things_by_one_checkpoint_name_are_stopp
     assert "'shared-mae'" in out and "data.specs" in out and "another name" in out
     assert made.read_bytes() == before
     assert not (tmp_path / "second" / "runs").exists() or not any((tmp_path / "second" / "runs").iterdir())
+
+
+def test_identical_cells_of_another_study_are_copied_not_trained(tmp_path, monkeypatch):
+    first = write_study(tmp_path / "first", name="first", fractions=[1.0])
+    assert run_study(first, console=QUIET) == 0
+    donors = {r["label"]: Path(r["run_dir"]) for r in Engine(load_study(first), tmp_path / "first").records()}
+    # the same cells under other labels, one more method, and a reuse list with a missing folder
+    second = write_study(tmp_path / "second", name="second", fractions=[1.0], reuse=["../nowhere", "../first"],
+                         backbones=[{"label": "renamed", "backbone": TINY_BACKBONE}],
+                         methods=[{"name": "fft", "label": "full FT"}, {"name": "lora", "label": "LoRA r2", "options": {"rank": 2}},
+                                  {"name": "lora", "label": "LoRA r4", "options": {"rank": 4}}])
+    # a run of the donor whose config was edited since is not the same run, whatever its name says
+    tampered = donors["LoRA"] / "config.yaml"
+    tampered.write_text(tampered.read_text().replace("rank: 2", "rank: 3"))
+    trained = []
+    real = Engine.train_cell
+
+    def counting(self, cell, path, on_validation):
+        trained.append(cell.method)
+        return real(self, cell, path, on_validation)
+
+    monkeypatch.setattr(Engine, "train_cell", counting)
+    engine = Engine(load_study(second), tmp_path / "second", console=QUIET)
+    prepare(engine, QUIET)
+    engine.work()
+    assert sorted(trained) == ["LoRA r2", "LoRA r4"]  # FFT copied; LoRA r2's donor was edited
+    records = {r["label"]: r for r in engine.records()}
+    copied = Path(records["full FT"]["run_dir"])
+    assert records["full FT"]["reused_from"] == str(donors["FFT"].resolve())
+    assert records["full FT"]["metrics"] == {k: v for k, v in
+                                             json.loads((donors["FFT"] / "metrics.json").read_text()).items()
+                                             if k != "history"}
+    assert (copied / "predictions-test.npz").read_bytes() == (donors["FFT"] / "predictions-test.npz").read_bytes()
+    assert "copied from" in (copied / "log.txt").read_text()
+    assert "copied from" not in (donors["FFT"] / "log.txt").read_text()  # the donor's log is untouched
+    assert records["LoRA r2"]["reused_from"] is None
+    assert engine.compute_time()["reused"] == 1
 
 
 def test_the_searched_configuration_is_in_the_report(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -50,7 +51,7 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
 from ..console import make_console
-from ..runtime import RunDir, RunInUse
+from ..runtime import RunConfig, RunDir, RunInUse
 from .spec import Cell, StudyConfig, cells, distribution, search_space, with_params
 
 HEARTBEAT = 20  # seconds between heartbeats of a running trial
@@ -121,6 +122,7 @@ class Engine:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._final = None
         self._search: dict[str, optuna.Study] = {}
+        self._reuse_index: dict[str, list[Path]] | None = None
 
     # -- storage ---------------------------------------------------------------------------
     @property
@@ -258,7 +260,8 @@ class Engine:
             trial = by_cell.get(cell.key)
             if trial is not None and "record" in trial.user_attrs:
                 out.append({**cell.record(), "run_dir": str(self.work_dir / trial.user_attrs["run_dir"]),
-                            "metrics": trial.user_attrs["record"], "params": trial.user_attrs.get("params", {})})
+                            "metrics": trial.user_attrs["record"], "params": trial.user_attrs.get("params", {}),
+                            "reused_from": trial.user_attrs.get("reused_from")})
         return out
 
     def compute_time(self) -> dict:
@@ -267,7 +270,9 @@ class Engine:
         checkpoint's card; a step shared with another study counts in both)."""
         from ..models.cache import checkpoint_dir, read_card
 
-        cells = sum(r["metrics"].get("wall_time_s", 0.0) for r in self.records())
+        records = self.records()
+        cells = sum(r["metrics"].get("wall_time_s", 0.0) for r in records if not r.get("reused_from"))
+        reused = sum(1 for r in records if r.get("reused_from"))
         search, trials = 0.0, 0
         if self.study.search:
             for group, members in self.groups().items():
@@ -284,7 +289,8 @@ class Engine:
                 path = checkpoint_dir(cell.pretrain_name) / "checkpoint.pth"
                 card = read_card(path) if path.is_file() else {}
                 pretraining[cell.pretrain_name] = float(card.get("wall_time_s", 0.0))
-        return {"cells": cells, "search": search, "search_trials": trials, "pretraining": pretraining}
+        return {"cells": cells, "reused": reused, "search": search, "search_trials": trials,
+                "pretraining": pretraining}
 
     def failures(self) -> list[tuple[str, str]]:
         """Cells whose last attempt failed and that are not queued again (a trial whose worker
@@ -424,6 +430,47 @@ class Engine:
         return finetune(cell.config, path, resume=True, console=self.console, progress=False,
                         on_validation=on_validation)
 
+    def donor(self, cell: Cell) -> Path | None:
+        """A finished run of another study (``reuse``) that is this cell: the same run config as
+        today's code reads it (data, subset, backbone and checkpoint name, method and options,
+        every training setting, seed), whatever the labels. Its results are this cell's. A cached
+        checkpoint name stands for one pretraining recipe (``CheckpointConflict``), so the same
+        name means the same foundation model."""
+        if not self.study.reuse:
+            return None
+        from ..runtime.build import resolve_run_config
+
+        try:
+            wanted = resolve_run_config(cell.config)[0].to_dict()
+        except (ValueError, FileNotFoundError):  # e.g. its checkpoint is not made yet: it trains
+            return None
+        for candidate in self._finished_elsewhere().get(_canonical(wanted), []):
+            try:  # the index compared configs as saved; confirm as today's code resolves them
+                saved = resolve_run_config(RunConfig.from_dict(RunDir(candidate).load_config()))[0].to_dict()
+            except (ValueError, TypeError, FileNotFoundError):
+                continue
+            if saved == wanted:
+                return candidate
+        return None
+
+    def _finished_elsewhere(self) -> dict[str, list[Path]]:
+        """Finished runs of the ``reuse`` studies (not their search trials), by saved config."""
+        if self._reuse_index is None:
+            index: dict[str, list[Path]] = {}
+            for folder in self.study.reuse:
+                runs = (Path(self.study.folder) / folder / "runs").resolve()
+                for candidate in sorted(runs.iterdir()) if runs.is_dir() else ():
+                    run = RunDir(candidate)
+                    if candidate.name == "search" or not run.is_complete():
+                        continue
+                    try:
+                        config = RunConfig.from_dict(run.load_config()).to_dict()
+                    except (ValueError, TypeError, FileNotFoundError):
+                        continue
+                    index.setdefault(_canonical(config), []).append(candidate)
+            self._reuse_index = index
+        return self._reuse_index
+
     def objective(self, metrics: dict, search: bool) -> float:
         """The trial's value: the best validation AUROC."""
         return (max(h["val_auroc"] for h in metrics["history"] if "val_auroc" in h) if search
@@ -443,7 +490,11 @@ class Engine:
         with _heartbeat(self.storage, trial._trial_id):
             try:
                 run = RunDir(path)
-                if run.is_complete():
+                donor = None if search or path.exists() else self.donor(cell)
+                if donor is not None:
+                    metrics = _copy_run(donor, path, self.study.name)
+                    trial.set_user_attr("reused_from", str(donor))
+                elif run.is_complete():
                     metrics = run.load_metrics()
                 else:
                     metrics = self.train_cell(cell, path, self._progress_hook(trial, on_validation))
@@ -511,6 +562,31 @@ KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
 
 class LostClaim(RuntimeError):
     """Our trial was finished by another process while we ran it."""
+
+
+def _canonical(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _copy_run(donor: Path, path: Path, study: str) -> dict:
+    """Copy a finished run directory (hard links where the file system allows: runs are never
+    modified once finished) and note where it came from in its log; returns its metrics."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    tmp = path.with_name(f".{path.name}.copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(donor, tmp, copy_function=link)
+    log = tmp / "log.txt"
+    text = log.read_text() if log.is_file() else ""
+    log.unlink(missing_ok=True)  # a new file, not the donor's (hard-linked) one
+    log.write_text(text + f"{time.strftime('%Y-%m-%dT%H:%M:%S')} copied from {donor} for study {study} "
+                   "(same cell digest and run config; not trained again)\n")
+    os.replace(tmp, path)
+    return RunDir(path).load_metrics()
 
 
 def requeue(study: optuna.Study, trial) -> None:

@@ -209,6 +209,8 @@ def _cost(engine: Engine) -> str:
     """What the results cost in CPU/GPU time, for the report's first line."""
     cost = engine.compute_time()
     parts = [f"cells {cost['cells'] / 60:.1f} min"]
+    if cost["reused"]:
+        parts[0] += f" (+ {cost['reused']} copied from identical runs of other studies)"
     if cost["search_trials"]:
         parts.append(f"search {cost['search'] / 60:.1f} min ({cost['search_trials']} trials)")
     parts += [f"pretraining {name} {seconds / 60:.1f} min" for name, seconds in cost["pretraining"].items()]
