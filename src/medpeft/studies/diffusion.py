@@ -196,6 +196,9 @@ class DiffusionEngine(Engine):
                     waiting = True
                 time.sleep(POLL)  # another process of this machine is making it
 
+    def donor(self, cell: DiffusionCell) -> Path | None:
+        return None  # diffusion study files have no `reuse`: every cell trains
+
     def train_cell(self, cell: DiffusionCell, path: Path, on_validation=None) -> dict:
         from ..diffusion import train_diffusion
 
