@@ -584,7 +584,7 @@ def _copy_run(donor: Path, path: Path, study: str) -> dict:
     text = log.read_text() if log.is_file() else ""
     log.unlink(missing_ok=True)  # a new file, not the donor's (hard-linked) one
     log.write_text(text + f"{time.strftime('%Y-%m-%dT%H:%M:%S')} copied from {donor} for study {study} "
-                   "(same cell digest and run config; not trained again)\n")
+                   "(same run config; not trained again)\n")
     os.replace(tmp, path)
     return RunDir(path).load_metrics()
 
