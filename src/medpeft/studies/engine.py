@@ -235,9 +235,6 @@ class Engine:
         trials = self.final.get_trials(deepcopy=False)
         keys = {c.key for c in self.final_cells()}
         done = {t.user_attrs.get("cell") for t in trials if t.state == TrialState.COMPLETE} & keys
-        pending = {t.user_attrs.get("cell") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
-        failed = {t.user_attrs.get("cell") for t in trials if t.state == TrialState.FAIL
-                  and t.user_attrs.get("error") and not t.user_attrs.get("duplicate_of")} - done - pending
         running = [dict(t.user_attrs) for t in trials if t.state == TrialState.RUNNING]
         if self.study.search:
             for group, members in self.groups().items():
@@ -247,7 +244,7 @@ class Engine:
         waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
         seconds = [t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE
                    and "seconds" in t.user_attrs]
-        return Progress(total=len(self.cells), done=len(done), failed=len(failed - done), running=running,
+        return Progress(total=len(self.cells), done=len(done), failed=len(_failed(trials)), running=running,
                         waiting=waiting, mean_seconds=sum(seconds) / len(seconds) if seconds else None)
 
     def records(self) -> list[dict]:
@@ -293,16 +290,8 @@ class Engine:
                 "pretraining": pretraining}
 
     def failures(self) -> list[tuple[str, str]]:
-        """Cells whose last attempt failed and that are not queued again (a trial whose worker
-        died is re-queued by ``reap``: it is waiting, not failed)."""
-        done = {t.user_attrs.get("cell") for t in self.final.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING))}
-        out = {}
-        for trial in self.final.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            cell, error = trial.user_attrs.get("cell"), trial.user_attrs.get("error")
-            if cell and error and cell not in done and not trial.user_attrs.get("duplicate_of"):
-                out[cell] = error
-        return sorted(out.items())
+        """(cell, error) of every failed cell, sorted (see ``_failed``)."""
+        return sorted(_failed(self.final.get_trials(deepcopy=False)).items())
 
     # -- working ---------------------------------------------------------------------------
     def work(self, *, stop_when_idle: bool = True) -> int:
@@ -562,6 +551,20 @@ KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
 
 class LostClaim(RuntimeError):
     """Our trial was finished by another process while we ran it."""
+
+
+def _failed(trials) -> dict[str, str]:
+    """Cells whose attempt failed with an error and that are neither finished nor queued again
+    (a trial whose worker died is re-queued by ``reap``: it is waiting, not failed) -> error."""
+    settled = {t.user_attrs.get("cell") for t in trials
+               if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+    out = {}
+    for trial in trials:
+        cell, error = trial.user_attrs.get("cell"), trial.user_attrs.get("error")
+        if (trial.state == TrialState.FAIL and cell and error and cell not in settled
+                and not trial.user_attrs.get("duplicate_of")):
+            out[cell] = error
+    return out
 
 
 def _canonical(config: dict) -> str:

@@ -131,7 +131,7 @@ class StudyConfig:
     search: SearchConfig | None = None  # tune each cell before its seeds (Optuna TPE + ASHA)
     report: ReportConfig = field(default_factory=ReportConfig)
     # folders of other studies (relative: from this file's folder) whose finished runs with the
-    # same cell digest and config are copied (hard links) instead of trained again
+    # same run config are copied (hard links) instead of trained again
     reuse: list[str] = field(default_factory=list)
     folder: str = ""  # set when loaded: the study file's folder (relative paths start here)
 
