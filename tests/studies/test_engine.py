@@ -266,10 +266,13 @@ def test_identical_cells_of_another_study_are_copied_not_trained(tmp_path, monke
         return real(self, cell, path, on_validation)
 
     monkeypatch.setattr(Engine, "train_cell", counting)
-    engine = Engine(load_study(second), tmp_path / "second", console=QUIET)
+    console = Console(record=True, width=200)
+    engine = Engine(load_study(second), tmp_path / "second", console=console)
     prepare(engine, QUIET)
     engine.work()
     assert sorted(trained) == ["LoRA r2", "LoRA r4"]  # FFT copied; LoRA r2's donor was edited
+    said = console.export_text()
+    assert said.count("reuse: ../nowhere is not a folder") == 1 and "../first is not" not in said
     records = {r["label"]: r for r in engine.records()}
     copied = Path(records["full FT"]["run_dir"])
     assert records["full FT"]["reused_from"] == str(donors["FFT"].resolve())
