@@ -284,6 +284,10 @@ def test_identical_cells_of_another_study_are_copied_not_trained(tmp_path, monke
     assert "copied from" not in (donors["FFT"] / "log.txt").read_text()  # the donor's log is untouched
     assert records["LoRA r2"]["reused_from"] is None
     assert engine.compute_time()["reused"] == 1
+    # the time left is estimated from the trained cells only (a copy takes no time)
+    trials = optuna.load_study(study_name="second", storage=engine.storage).get_trials()
+    took = [t.user_attrs["seconds"] for t in trials if "reused_from" not in t.user_attrs]
+    assert len(took) == 2 and engine.progress().mean_seconds == pytest.approx(sum(took) / 2)
 
 
 def test_the_searched_configuration_is_in_the_report(tmp_path):
