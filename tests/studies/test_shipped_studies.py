@@ -35,3 +35,25 @@ def test_the_dutt_study_searches_every_method_but_the_anchor():
         assert len({m for b, m in methods if b.startswith("ResNet-50")}) == 7
         for backbone, method in methods:
             assert bool(search_space(study, method, "")) == (not backbone.startswith("ResNet-18")), method
+
+
+def test_every_dutt_slice_is_a_slice_of_the_full_study():
+    """A slice (its own file, usually with ``base: ../dutt-methods``) trains exactly the full
+    study's cells for its data and fraction: the same run configs, foundation models and search."""
+    full = load_study(EXPERIMENTS / "dutt-methods" / "study.yaml")
+
+    def where(cell):
+        return cell.dataset, cell.fraction, cell.backbone, cell.method, cell.seed
+
+    whole = {where(c): c for c in cells(full)}
+    slices = sorted(EXPERIMENTS.glob("dutt-methods-*/study.yaml"))
+    assert {p.parent.name for p in slices} >= {"dutt-methods-pneumonia-10", "dutt-methods-pneumonia-1",
+                                                "dutt-methods-breast-100"}
+    for path in slices:
+        study = load_study(path)
+        assert study.search == full.search and study.seeds == full.seeds, path.parent.name
+        for cell in cells(study):
+            twin = whole[where(cell)]
+            assert cell.config.to_dict() == twin.config.to_dict(), (path.parent.name, where(cell))
+            assert (cell.pretrain.to_dict() if cell.pretrain else None) == \
+                (twin.pretrain.to_dict() if twin.pretrain else None), (path.parent.name, where(cell))
