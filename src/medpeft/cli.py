@@ -279,10 +279,12 @@ def cmd_study_worker(args: argparse.Namespace) -> int:
 def cmd_study_report(args: argparse.Namespace) -> int:
     from .studies.runner import report_study
 
-    command = args.command_line if args.study_command == "run" else \
-        f"medpeft study run {shlex.quote(args.study)} && {args.command_line}"
+    also = getattr(args, "also", None) or []
+    command = args.command_line if args.study_command == "run" else " && ".join(
+        [f"medpeft study run {shlex.quote(str(study))}" for study in [args.study, *also]] + [args.command_line])
     report_study(args.study, storage=args.storage, work_dir=args.dir, out=getattr(args, "out", None),
-                 console=console, fmt=getattr(args, "format", "table"), command=command)
+                 console=console, fmt=getattr(args, "format", "table"), command=command, also=also,
+                 title=getattr(args, "title", None))
     return 0
 
 
@@ -585,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = study.add_parser("report", help="tables (md, csv, html) and plots of the finished cells")
     _study_arguments(report)
     report.add_argument("--out", help="folder for the report (default: <study folder>/report)")
+    report.add_argument("--with", dest="also", action="append", metavar="STUDY",
+                        help="another study (file or folder, its storage in its folder) whose finished cells "
+                             "join the same tables, e.g. the other slices of one study; repeatable")
+    report.add_argument("--title", help="the report's title (default: the first study's)")
     _format_flag(report)
     report.set_defaults(func=cmd_study_report)
     status = study.add_parser("status", help="cells done, running, waiting and failed")

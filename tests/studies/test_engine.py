@@ -364,3 +364,30 @@ def test_the_start_up_trials_of_a_search_spread_over_the_range():
     first = draws(0)
     assert max(first) - min(first) > 0.3, first
     assert draws(0) == first and draws(1) != first
+
+
+def test_the_slices_of_one_study_report_as_one_table(tmp_path, capsys):
+    import csv
+    import yaml
+    write_study(tmp_path / "full", methods=[{"name": "fft", "label": "FFT"}])
+    for name, fraction in (("half", 0.5), ("all", 1.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.yaml").write_text(yaml.safe_dump({"base": "../full", "name": name,
+                                                                    "fractions": [fraction]}))
+        assert main(["study", "run", str(tmp_path / name)]) == 0
+        assert main(["study", "report", str(tmp_path / name), "--out", str(tmp_path / f"report-{name}")]) == 0
+
+    def table(folder):
+        return list(csv.DictReader((folder / "table-auroc.csv").open()))
+
+    assert main(["study", "report", str(tmp_path / "half"), "--with", str(tmp_path / "all"),
+                 "--title", "the full study", "--out", str(tmp_path / "joined")]) == 0
+    joined = table(tmp_path / "joined")
+    assert len(joined) == 1 and joined[0]["synth 50%"] == table(tmp_path / "report-half")[0]["synth 50%"]
+    assert joined[0]["synth 100%"] == table(tmp_path / "report-all")[0]["synth 100%"]
+    text = (tmp_path / "joined" / "report.md").read_text()
+    assert text.startswith("# the full study\n") and "all 2 cells finished" in text and "studies half, all" in text
+    assert f"medpeft study run {tmp_path / 'half'} && medpeft study run {tmp_path / 'all'} && " in text
+    capsys.readouterr()
+    assert main(["study", "report", str(tmp_path / "half"), "--with", str(tmp_path / "half")]) == 2
+    assert "both have a result for synth 0.5 tiny FFT seed 0" in " ".join(capsys.readouterr().out.split())

@@ -8,6 +8,7 @@ until it has, then their workers claim cells from the same queue.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -205,9 +206,30 @@ def study_status(path: str | Path, *, storage: str | None = None, work_dir: str 
     return status
 
 
-def _cost(engine: Engine) -> str:
-    """What the results cost in CPU/GPU time, for the report's first line."""
-    cost = engine.compute_time()
+def _joined_records(engines: list[Engine]) -> list[dict]:
+    """The finished cells of several studies, refusing two results for one table cell."""
+    records, seen = [], {}
+    for engine in engines:
+        for record in engine.records():
+            where = (record["dataset"], record["fraction"], record["backbone"], record["label"], record["seed"])
+            if where in seen:
+                raise ValueError(f"studies {seen[where]} and {engine.study.name} both have a result for "
+                                 f"{where[0]} {where[1]:g} {where[2]} {where[3]} seed {where[4]}; report "
+                                 "studies whose cells do not overlap (e.g. the slices of one study)")
+            seen[where] = engine.study.name
+            records.append(record)
+    return records
+
+
+def _cost(engines: list[Engine]) -> str:
+    """What the results of one or more studies cost in CPU/GPU time, for the report's first line
+    (a pretraining step that several of them share counts once)."""
+    cost = {"cells": 0.0, "reused": 0, "search": 0.0, "search_trials": 0, "pretraining": {}}
+    for engine in engines:
+        spent = engine.compute_time()
+        for key in ("cells", "reused", "search", "search_trials"):
+            cost[key] += spent[key]
+        cost["pretraining"].update(spent["pretraining"])
     parts = [f"cells {cost['cells'] / 60:.1f} min"]
     if cost["reused"]:
         parts[0] += f" (+ {cost['reused']} copied from identical runs of other studies)"
@@ -219,23 +241,30 @@ def _cost(engine: Engine) -> str:
 
 def report_study(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
                  out: str | Path | None = None, console: Console | None = None, fmt: str = "table",
-                 command: str | None = None) -> list[Path]:
+                 command: str | None = None, also: list[str | Path] = (), title: str | None = None) -> list[Path]:
     """Write the report of the study's finished cells into ``out`` (default ``<study>/report``)
-    and print its tables in ``fmt``."""
+    and print its tables in ``fmt``. ``also``: other studies (each with its storage in its own
+    folder, e.g. the other slices of one big study) whose finished cells join the same tables;
+    the title, row order, baseline and published figures start from the first study's."""
     from .report import report_tables, write_report
 
     console = console or make_console()
     study = load_study(path)
     work = work_dir_of(path, work_dir)
-    engine = Engine(study, work, storage, console=console)
-    records = engine.records()
-    status = engine.progress()
-    title = study.report.title or (f"{study.name}: {study.description}" if study.description else study.name)
-    anchors = [dataclasses.asdict(a) for a in study.report.anchors]
-    rows = [m.label or m.name for m in study.methods]
+    engines = [Engine(study, work, storage, console=console)]
+    engines += [Engine(load_study(other), work_dir_of(other, None), console=console) for other in also]
+    records = _joined_records(engines)
+    title = title or study.report.title or (f"{study.name}: {study.description}" if study.description else study.name)
+    anchors = list({json.dumps(dataclasses.asdict(a), sort_keys=True): dataclasses.asdict(a)
+                    for e in engines for a in e.study.report.anchors}.values())
+    rows = list(dict.fromkeys(m.label or m.name for e in engines for m in e.study.methods))
     baseline = study.report.baseline or ""
-    note = (f"{status.done} of {status.total} cells finished" if status.done < status.total else
-            f"all {status.total} cells finished") + f"; seeds {', '.join(map(str, study.seeds))}; " + _cost(engine)
+    seeds = sorted({seed for e in engines for seed in e.study.seeds})
+    done, total = (sum(getattr(e.progress(), key) for e in engines) for key in ("done", "total"))
+    note = (f"{done} of {total} cells finished" if done < total else f"all {total} cells finished") + \
+        f"; seeds {', '.join(map(str, seeds))}; " + _cost(engines)
+    if len(engines) > 1:
+        note += "; studies " + ", ".join(e.study.name for e in engines)
     files = write_report(records, Path(out) if out else work / "report", title=title,
                          command=command or f"medpeft study run {path} && medpeft study report {path}",
                          baseline=baseline, rows=rows, anchors=anchors, note=note)
