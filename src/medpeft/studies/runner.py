@@ -260,7 +260,8 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
     rows = list(dict.fromkeys(m.label or m.name for e in engines for m in e.study.methods))
     baseline = study.report.baseline or ""
     seeds = sorted({seed for e in engines for seed in e.study.seeds})
-    done, total = (sum(getattr(e.progress(), key) for e in engines) for key in ("done", "total"))
+    statuses = [e.progress() for e in engines]
+    done, total = sum(s.done for s in statuses), sum(s.total for s in statuses)
     note = (f"{done} of {total} cells finished" if done < total else f"all {total} cells finished") + \
         f"; seeds {', '.join(map(str, seeds))}; " + _cost(engines)
     if len(engines) > 1:
