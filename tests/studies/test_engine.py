@@ -372,7 +372,7 @@ def test_the_slices_of_one_study_report_as_one_table(tmp_path, capsys):
     write_study(tmp_path / "full", methods=[{"name": "fft", "label": "FFT"}])
     for name, fraction in (("half", 0.5), ("all", 1.0)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "study.yaml").write_text(yaml.safe_dump({"base": "../full", "name": name,
+        (tmp_path / name / "study.yaml").write_text(yaml.safe_dump({"extends": "../full", "name": name,
                                                                     "fractions": [fraction]}))
         assert main(["study", "run", str(tmp_path / name)]) == 0
         assert main(["study", "report", str(tmp_path / name), "--out", str(tmp_path / f"report-{name}")]) == 0

@@ -38,7 +38,7 @@ def test_the_dutt_study_searches_every_method_but_the_anchor():
 
 
 def test_every_dutt_slice_is_a_slice_of_the_full_study():
-    """A slice (its own file, usually with ``base: ../dutt-methods``) trains exactly the full
+    """A slice (its own file, usually with ``extends: ../dutt-methods``) trains exactly the full
     study's cells for its data and fraction: the same run configs, foundation models and search."""
     full = load_study(EXPERIMENTS / "dutt-methods" / "study.yaml")
 

@@ -78,14 +78,14 @@ def test_fields_added_to_the_study_schema_do_not_rename_existing_cells(tmp_path)
     assert declared["backbone"]["pretrain"]["objective"] == "simclr"  # a value that is not the default counts
 
 
-def test_a_slice_names_its_base_and_gets_the_base_cells(tmp_path):
+def test_a_slice_extends_a_study_and_gets_its_cells(tmp_path):
     import yaml
     full = write_study(tmp_path / "full", data=[{"spec": "synthetic-cxr?n=96&n_val=48&n_test=64&size=16", "label": "a"},
                                                 {"spec": "synthetic-cxr?n=96&n_val=48&n_test=64&size=16&seed=5",
                                                  "label": "b"}], fractions=[0.5, 1.0])
     (tmp_path / "slice").mkdir()
     (tmp_path / "slice" / "study.yaml").write_text(yaml.safe_dump(
-        {"base": "../full", "name": "slice", "data": [{"spec": "synthetic-cxr?n=96&n_val=48&n_test=64&size=16&seed=5",
+        {"extends": "../full", "name": "slice", "data": [{"spec": "synthetic-cxr?n=96&n_val=48&n_test=64&size=16&seed=5",
                                                         "label": "b"}], "fractions": [1.0]}))
     whole, part = cells(load_study(full)), cells(load_study(tmp_path / "slice"))
     assert len(whole) == 8 and len(part) == 2  # FFT and LoRA on b at 100%
@@ -95,12 +95,12 @@ def test_a_slice_names_its_base_and_gets_the_base_cells(tmp_path):
     assert load_study(tmp_path / "slice").folder == str((tmp_path / "slice").resolve())
 
 
-def test_a_missing_or_circular_base_is_a_clear_error(tmp_path):
+def test_a_missing_or_circular_extends_is_a_clear_error(tmp_path):
     import yaml
     for name, base in (("a", "../b"), ("b", "../a"), ("c", "../nowhere")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "study.yaml").write_text(yaml.safe_dump({"base": base, "name": name}))
-    with pytest.raises(ValueError, match="name each other as base"):
+        (tmp_path / name / "study.yaml").write_text(yaml.safe_dump({"extends": base, "name": name}))
+    with pytest.raises(ValueError, match="study files extend each other"):
         load_study(tmp_path / "a")
-    with pytest.raises(ValueError, match="base '../nowhere' is not a study file"):
+    with pytest.raises(ValueError, match="extends '../nowhere', which is not a study file"):
         load_study(tmp_path / "c")

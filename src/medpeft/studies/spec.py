@@ -17,7 +17,7 @@ as one YAML file validated like every config, expanded into cells.
     search: {trials: 8, space: {lora: {lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}}
     report: {baseline: FFT, anchors: [...]}
 
-A slice of a big study can name it as ``base`` and give only the keys that differ
+A slice of a big study can name it in ``extends`` and give only the keys that differ
 (:func:`read_study_file`). An unknown key, method, option or backbone fails when the file is
 loaded, with the valid names.
 Relative paths (``data_root``, ``checkpoint``) are read from the study file's folder. Each cell
@@ -189,12 +189,12 @@ class Cell:
 def read_study_file(path: str | Path) -> tuple[Path, dict]:
     """A study file's path (a folder means its study.yaml) and its values, with ``folder`` set.
 
-    ``base: <study file or folder>`` (relative: from this file's folder) starts from another
-    study file's values; each top-level key given here replaces the base's key whole (a slice of
+    ``extends: <study file or folder>`` (relative: from this file's folder) starts from another
+    study file's values; each top-level key given here replaces that file's key whole (a slice of
     a big study names only what differs: ``name``, ``data``, ``fractions``). Relative paths are
     then read from this file's folder."""
     path = _study_path(Path(path))
-    values = _with_base(path, [])
+    values = _extended(path, [])
     values["folder"] = str(path.resolve().parent)
     return path, values
 
@@ -203,20 +203,20 @@ def _study_path(path: Path) -> Path:
     return path / "study.yaml" if path.is_dir() else path
 
 
-def _with_base(path: Path, seen: list[Path]) -> dict:
+def _extended(path: Path, seen: list[Path]) -> dict:
     if path.resolve() in seen:
-        raise ValueError(f"{seen[0]}: study files name each other as base: "
+        raise ValueError(f"{seen[0]}: study files extend each other: "
                          f"{' -> '.join(str(p) for p in [*seen, path.resolve()])}")
     values = load_yaml(path)
-    if "base" not in values:
+    if "extends" not in values:
         return values
-    base = values.pop("base")
+    base = values.pop("extends")
     if not isinstance(base, str) or not base:
-        raise ValueError(f"{path}: base must be a study file or folder, got {base!r}")
+        raise ValueError(f"{path}: extends must name a study file or folder, got {base!r}")
     base_path = _study_path(path.resolve().parent / base)
     if not base_path.is_file():
-        raise ValueError(f"{path}: base {base!r} is not a study file ({base_path} does not exist)")
-    return {**_with_base(base_path, [*seen, path.resolve()]), **values}
+        raise ValueError(f"{path}: extends {base!r}, which is not a study file ({base_path} does not exist)")
+    return {**_extended(base_path, [*seen, path.resolve()]), **values}
 
 
 def load_study(path: str | Path) -> StudyConfig:
