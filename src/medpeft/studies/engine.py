@@ -447,11 +447,12 @@ class Engine:
         if self._reuse_index is None:
             index: dict[str, list[Path]] = {}
             for folder in self.study.reuse:
-                if not (Path(self.study.folder) / folder).is_dir():  # a study not run yet has no runs/: fine
+                root = Path(self.study.folder) / folder
+                if not root.is_dir():  # a study not run yet has no runs/ (fine); a misspelt one is named
                     self.console.print(f"[yellow]reuse: {folder} is not a folder (from {self.study.folder}); "
                                        "nothing is copied from it[/yellow]")
                     continue
-                runs = (Path(self.study.folder) / folder / "runs").resolve()
+                runs = (root / "runs").resolve()
                 for candidate in sorted(runs.iterdir()) if runs.is_dir() else ():
                     run = RunDir(candidate)
                     if candidate.name == "search" or not run.is_complete():
