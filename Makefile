@@ -15,6 +15,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing medpeft and its dependencies into $(VENV) (first time: a few minutes)..."
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt 7 ]; then \
+	  echo "warning: $$free GB free here; the venv needs about 6 GB (PyPI's x86_64 torch is a CUDA build)." >&2; fi
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	@touch $(STAMP)
 
