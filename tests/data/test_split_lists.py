@@ -1,7 +1,6 @@
 """splits: MED-PEFT split lists, on small folders written here and on the real lists."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -225,9 +224,7 @@ def test_skip_bad_keeps_good_items_and_lists_the_rest(nih):
     ("CheXpert", {"val": 234, "test": 668}, (2234, 22341)),
 ])
 def test_real_lists_parse(splits_root, folder, sizes, fixed):
-    start = time.perf_counter()
     splits = load_dataset(f"splits:{splits_root / folder}", verify="none", fraction=0.01)
-    assert time.perf_counter() - start < 5.0  # ~0.2 s for NIH; generous for slow CI
     assert splits.info.split_sizes == sizes
     assert len(splits.train) == fixed[0]
     tenth = load_dataset(f"splits:{splits_root / folder}", verify="none", fraction=0.1)
