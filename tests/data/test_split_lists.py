@@ -1,7 +1,6 @@
 """splits: MED-PEFT split lists, on small folders written here and on the real lists."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
