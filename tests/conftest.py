@@ -32,6 +32,17 @@ def require_shared(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def forbid(monkeypatch):
+    """``forbid("medpeft.train.finetune", "why")``: the test fails with ``why`` if that function
+    is called (proof that a refused input, or a cached result, never reaches the work)."""
+    def replace(target: str, why: str) -> None:
+        def called(*args, **kwargs):
+            raise AssertionError(why)
+        monkeypatch.setattr(target, called)
+    return replace
+
+
 @pytest.fixture(scope="session")  # a path only: module-scoped fixtures can use it
 def medmnist_root() -> Path:
     """Folder with the real PneumoniaMNIST/BreastMNIST .npz files (../shared/data/medmnist)."""

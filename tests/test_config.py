@@ -48,15 +48,10 @@ def test_lossless_conversions_are_accepted():
     (["--method", "lora", "--dropout", "-0.1"], "dropout must be in"),
     (["--method", "fft", "--rank", "4"], r"method fft: unknown option\(s\) \['rank'\]"),
 ])
-def test_bad_options_fail_at_once_with_no_run_folder(flags, match, tmp_path, capsys, monkeypatch):
+def test_bad_options_fail_at_once_with_no_run_folder(flags, match, tmp_path, capsys, forbid):
     """Refused while the config is built: training (data, model, run folder) is never reached."""
-    import medpeft.train
-
-    def reached(*args, **kwargs):
-        raise AssertionError("a bad option reached training")
-
-    monkeypatch.setattr(medpeft.train, "finetune", reached)
-    monkeypatch.setattr(medpeft.train, "finetune_parallel", reached)
+    forbid("medpeft.train.finetune", "a bad option reached training")
+    forbid("medpeft.train.finetune_parallel", "a bad option reached training")
     out = tmp_path / "run"
     code = main(["finetune", "--data", "synthetic-cxr", *flags, "--out", str(out)])
     assert code == 2

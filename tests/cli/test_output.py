@@ -83,14 +83,9 @@ def test_user_text_is_printed_literally(text, piped, tmp_path):
     assert "🆗" not in printed
 
 
-def test_pretrain_refuses_a_bad_cache_name_before_anything_runs(tmp_path, monkeypatch, piped):
+def test_pretrain_refuses_a_bad_cache_name_before_anything_runs(tmp_path, monkeypatch, piped, forbid):
     monkeypatch.chdir(tmp_path)
-    import medpeft.pretrain
-
-    def reached(*args, **kwargs):
-        raise AssertionError("a bad cache name reached pretraining")
-
-    monkeypatch.setattr(medpeft.pretrain, "pretrain", reached)
+    forbid("medpeft.pretrain.pretrain", "a bad cache name reached pretraining")
     assert main(["pretrain", "--name", "../../escape", "--epochs", "1"]) == 2
     assert "may hold letters, digits" in piped.getvalue()
     assert not (tmp_path / "runs").exists()

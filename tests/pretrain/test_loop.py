@@ -6,7 +6,6 @@ import shutil
 import pytest
 import torch
 
-import medpeft.pretrain.ensure as ensure_module
 import medpeft.pretrain.loop as loop
 from medpeft.cli import main
 from medpeft.models import create_backbone, load_pretrained, read_state_dict
@@ -73,15 +72,11 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert "diverged" in (tmp_path / "run" / "log.txt").read_text()
 
 
-def test_ensure_pretrained_trains_once_then_reuses_the_cache(monkeypatch, private_cache):
+def test_ensure_pretrained_trains_once_then_reuses_the_cache(forbid, private_cache):
     config = tiny_config(epochs=1, figure_images=0)
     path = ensure_pretrained("tiny", config, progress=False)
     assert path == private_cache / "checkpoints" / "tiny" / "checkpoint.pth" and path.is_file()
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("should have reused the cached checkpoint")
-
-    monkeypatch.setattr(ensure_module, "pretrain", no_training)
+    forbid("medpeft.pretrain.ensure.pretrain", "should have reused the cached checkpoint")
     assert ensure_pretrained("tiny", config, progress=False) == path
 
 

@@ -194,7 +194,7 @@ def test_a_cell_with_missing_data_fails_alone_and_loses_nothing(tmp_path, capsys
     assert [t.number for t in second if t.state == TrialState.COMPLETE] == [done[0].number]
 
 
-def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, monkeypatch):
+def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, forbid):
     backbone = {"name": "vit_tiny", "img_size": 16, "patch_size": 4, "timm_kwargs": {"depth": 1}}
     path = write_study(tmp_path / "mae", name="mae", fractions=[1.0],
                        backbones=[{"label": "tiny MAE", "backbone": backbone,
@@ -215,11 +215,7 @@ def test_a_pretraining_step_runs_once_and_its_cells_fine_tune_from_it(tmp_path, 
     assert cost["cells"] == pytest.approx(sum(r["metrics"]["wall_time_s"] for r in records)) and cost["cells"] > 0
     assert list(cost["pretraining"]) == ["study-mae"] and cost["pretraining"]["study-mae"] > 0
     assert (cost["search"], cost["search_trials"]) == (0.0, 0)
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a cached pretraining step must not run again")
-
-    monkeypatch.setattr("medpeft.pretrain.ensure.pretrain", must_not_run)
+    forbid("medpeft.pretrain.ensure.pretrain", "a cached pretraining step must not run again")
     assert run_study(path, console=QUIET) == 0
 
 

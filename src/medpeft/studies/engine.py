@@ -448,7 +448,7 @@ class Engine:
             index: dict[str, list[Path]] = {}
             for folder in self.study.reuse:
                 root = Path(self.study.folder) / folder
-                if not root.is_dir():  # a study not run yet has no runs/ (fine); a misspelt one is named
+                if not root.is_dir():  # a misspelt folder is named; one not run yet (no runs/) is skipped below
                     self.console.print(f"[yellow]reuse: {folder} is not a folder (from {self.study.folder}); "
                                        "nothing is copied from it[/yellow]")
                     continue
