@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -15,6 +16,8 @@ from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig
 from medpeft.train import finetune
 
+from .test_evaluate_run import reference_aurocs
+
 DATA = "synthetic-cxr?n=64&n_val=32&n_test=32&size=16"
 
 
@@ -23,7 +26,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "run"
     config = RunConfig(data=DataConfig(spec=DATA),
                        backbone=BackboneConfig("vit_tiny", img_size=16, patch_size=8, timm_kwargs={"depth": 1}),
-                       method="lora", train=TrainConfig(epochs=1, batch_size=32, n_bootstrap=0))
+                       # fp32 on every machine: reference_aurocs forwards without autocast ("auto" may take bf16)
+                       method="lora", train=TrainConfig(epochs=1, batch_size=32, n_bootstrap=0, precision="fp32"))
     finetune(config, out, console=Console(quiet=True), progress=False)
     return out
 
@@ -53,9 +57,15 @@ def test_an_invalid_adapter_config_names_the_file(copy):
 
 
 def test_other_data_with_the_same_labels_scores(run):
-    other = evaluate_run(run, data_spec="synthetic-cxr?n=64&n_val=32&n_test=48&size=16&seed=5", n_bootstrap=0)
+    """Scored on the other data's 48 test images: per label and macro, scikit-learn's AUROC of the
+    run's probabilities on those images against their labels."""
+    spec = "synthetic-cxr?n=64&n_val=32&n_test=48&size=16&seed=5"
+    other = evaluate_run(run, data_spec=spec, n_bootstrap=0)
     assert other["n"] == 48 and set(other["auroc_per_label"]) == {
         "nodule", "effusion", "cardiomegaly", "opacity", "pneumothorax"}
+    expected = reference_aurocs(run, spec)
+    assert other["auroc_per_label"] == pytest.approx(expected, abs=1e-9)
+    assert other["auroc"] == pytest.approx(np.mean(list(expected.values())), abs=1e-9)
 
 
 def test_other_labels_or_another_order_are_refused(run, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import pathlib
 
 import pytest
 import torch
@@ -76,6 +77,7 @@ def test_original_dinov2_state_dict(tmp_path):
                                     if not k.startswith(("fc_norm", "head")))
     state["norm.weight"], state["norm.bias"] = torch.ones(768), torch.zeros(768)
     state["mask_token"] = torch.zeros(1, 768)  # the original DINOv2 layout has it
+    state["blocks.0.ls1.gamma"] = torch.rand(768)  # not timm's constant init, which a skipped load would match
     torch.save(state, tmp_path / "dinov2_vitb14_pretrain.pth")
     target = create_backbone(BackboneConfig("vit_base_dinov2", img_size=112, drop_path=0.0,
                                             timm_kwargs={"depth": 1}), 2)
@@ -86,14 +88,26 @@ def test_original_dinov2_state_dict(tmp_path):
     assert torch.equal(target.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
 
 
-class NotATensor:
-    pass
+class Exploit:
+    """Unpickled, it writes ``marker``: the trace that a payload ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (self.marker, "ran"))
 
 
-def test_arbitrary_pickles_are_refused(tmp_path):
-    torch.save({"model": {"x": NotATensor()}}, tmp_path / "evil.pth")
+def test_arbitrary_pickles_are_refused_not_run(tmp_path):
+    marker = tmp_path / "payload-ran"
+    source = encoder()  # a real state dict, so only the payload makes the file unsafe
+    torch.save({"model": {**source.state_dict(), "x": Exploit(marker)}}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="never unpickles"):
-        load_pretrained(encoder(), tmp_path / "evil.pth")
+        load_pretrained(encoder(seed=1), tmp_path / "evil.pth")
+    assert not marker.exists()
+    # positive control: the payload is live, plain unpickling runs it
+    torch.load(tmp_path / "evil.pth", map_location="cpu", weights_only=False)
+    assert marker.read_text() == "ran"
 
 
 def test_other_architecture_is_a_clear_error(tmp_path):

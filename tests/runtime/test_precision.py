@@ -55,6 +55,18 @@ def test_gpus_take_bf16_when_they_support_it(monkeypatch):
         assert resolve_precision(torch.device("cuda"), "auto")[0] == expected
 
 
-def test_this_machine_gets_an_answer_with_a_reason():
+def test_this_machine_gets_the_answer_its_flags_call_for(monkeypatch, tmp_path):
+    """Unpatched: the real flags (and, on an AVX512-BF16 CPU without AMX, the real probe, whose
+    measured ratio is read back from its cache) decide, and the reason says which."""
+    monkeypatch.setenv("MEDPEFT_CACHE", str(tmp_path))  # a probe of its own, not the user's cache
+    flags = precision_module.cpu_flags()
     name, reason = resolve_precision(CPU, "auto")
-    assert name in ("fp32", "bf16") and reason
+    assert reason.startswith("auto: ")
+    if "amx_bf16" in flags:
+        assert name == "bf16" and "AMX-BF16" in reason
+    elif "avx512_bf16" not in flags:
+        assert name == "fp32" and "neither AMX-BF16 nor AVX512-BF16" in reason
+    else:
+        [ratio] = json.loads((tmp_path / precision_module.PROBE_FILE).read_text()).values()
+        assert name == ("bf16" if ratio >= precision_module.PROBE_SPEEDUP else "fp32")
+        assert f"measured bf16 matmul at {ratio:.2f}x" in reason

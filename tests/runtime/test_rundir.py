@@ -2,7 +2,7 @@
 run, a checkpoint resumes only under its own config, unreadable checkpoints are clear errors."""
 from __future__ import annotations
 
-import os
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -94,16 +94,36 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 
 class Exploit:
+    """Unpickled, it writes ``marker``: the trace that a payload ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (pathlib.Path.write_text, (self.marker, "ran"))
 
 
-def test_a_pickle_exploit_is_refused_not_run(tmp_path):
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_pickle_exploit_is_refused_not_run(tmp_path, writer):
+    """In a checkpoint as torch writes it, and as a bare pickle: refused, and its payload never runs."""
     run = checkpointed(tmp_path / "run")
-    with open(run.checkpoint_path, "wb") as handle:
-        pickle.dump({"epoch": 0, "model": Exploit(), "optimizer": {}}, handle)
+    marker = tmp_path / "payload-ran"
+    state = {"epoch": 0, "model": Exploit(marker), "optimizer": {}}
+    if writer == "torch.save":
+        torch.save(state, run.checkpoint_path)
+    else:
+        with open(run.checkpoint_path, "wb") as handle:
+            pickle.dump(state, handle, protocol=2)  # torch's own protocol: no warning from its loader
     with pytest.raises(ValueError, match="not a weights-only checkpoint"):
         started(tmp_path / "run", resume=True)
+    assert not marker.exists()
+    # positive control: the payload is live, plain unpickling runs it
+    with open(run.checkpoint_path, "rb") as handle:
+        if writer == "pickle.dump":
+            pickle.load(handle)
+        else:
+            torch.load(handle, weights_only=False)
+    assert marker.read_text() == "ran"
 
 
 def test_digest_ignores_only_the_fields_that_may_change():
