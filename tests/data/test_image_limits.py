@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import struct
-import time
 import warnings
 import zlib
 
@@ -54,16 +53,49 @@ def png_bomb(path, width=20000, height=20000):
     return path
 
 
-def test_dicom_bomb_is_refused_from_its_header(tmp_path):
+class PixelDecodes:
+    """Every call into pydicom's pixel decoders (``Decoder.as_array``/``iter_array``: what
+    ``Dataset.pixel_array`` and ``pydicom.pixels.pixel_array`` decode with), by image size.
+
+    A frame of more than ``refuse`` pixels is recorded and then NOT decoded (an AssertionError
+    instead), so a reader that decodes a bomb before checking fails the test without allocating
+    gigabytes."""
+
+    def __init__(self, monkeypatch, refuse: int = 1_000_000):
+        from pydicom.pixels.decoders.base import Decoder
+
+        self.calls: list[tuple[int, int]] = []
+        for name in ("as_array", "iter_array"):
+            real = getattr(Decoder, name)
+
+            def spy(decoder, src, *args, _real=real, **kwargs):
+                shape = (int(src.Rows), int(src.Columns)) if hasattr(src, "Rows") else (-1, -1)
+                self.calls.append(shape)
+                if shape[0] * shape[1] > refuse:
+                    raise AssertionError(f"pixel data of a {shape[0]}x{shape[1]} image was decoded")
+                return _real(decoder, src, *args, **kwargs)
+
+            monkeypatch.setattr(Decoder, name, spy)
+
+
+def test_dicom_bomb_is_refused_from_its_header_before_any_pixel_is_decoded(tmp_path, monkeypatch):
+    decodes = PixelDecodes(monkeypatch)
+    small = write_dicom(tmp_path / "small.dcm", np.arange(12, dtype=np.uint16).reshape(3, 4))
+    assert read_image(small).shape == (3, 4)
+    assert decodes.calls == [(3, 4)]  # the control: an image under the limit goes through the spy
     path = dicom_bomb(tmp_path / "bomb.dcm")
     assert path.stat().st_size < 2000
-    start = time.perf_counter()
     with pytest.raises(DataError) as err:
         read_image(path)
-    assert time.perf_counter() - start < 1.0
+    assert decodes.calls == [(3, 4)], "the bomb's pixel data reached a decoder"
     assert str(err.value).startswith(f"{path}: the image is 20000x20000 = 400,000,000 pixels, "
                                      "above the limit of 89,478,485 pixels per image")
     assert MAX_PIXELS_ENV in str(err.value)
+    # the bomb's pixel data is a few bytes of RLE runs: decoded, it is an error of another kind
+    # (not the size limit), so the message above can only come from the header check
+    with pytest.raises(DataError, match="cannot decode the DICOM pixel data"):
+        read_image(dicom_bomb(tmp_path / "bomb-2.dcm", rows=64, columns=64))
+    assert decodes.calls == [(3, 4), (64, 64)]
 
 
 def test_png_bombs_give_the_same_data_error_and_no_pillow_warning(tmp_path):

@@ -141,26 +141,38 @@ def test_an_api_key_guards_everything_but_health_and_the_page(pool, xray_images)
         assert ok.status_code == 200 and 0 <= ok.json()["probabilities"]["pneumonia"] <= 1
 
 
-def test_concurrent_requests_for_different_adapters_share_batches(pool, xray_images):
-    """Requests arriving together are scored in fewer model calls than requests, each as alone."""
+def test_requests_that_queue_while_the_model_runs_share_the_next_batches(pool, xray_images):
+    """The first request holds the model; the rest, for three adapters, queue meanwhile and are
+    scored in batches of max_batch when it is free (max_wait_ms=0: no timer helps them), each
+    answer equal to its image scored alone."""
     import asyncio
 
     import httpx
 
-    app = create_app(pool, ServeConfig(max_wait_ms=50, max_batch=64))
+    gated = GatedPool(pool)
+    app = create_app(gated, ServeConfig(max_wait_ms=0, max_batch=8))
     bodies = [png_bytes(image) for image in xray_images]
+    assert len(bodies) == 12
 
     async def send_all():
         transport = httpx.ASGITransport(app=app)
         async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
                                                                         base_url="http://test") as http:
-            requests = [http.post(f"/v1/models/{SERVED[i % 3]}/predict", content=body) for i, body in enumerate(bodies)]
+            def post(i):
+                return asyncio.ensure_future(http.post(f"/v1/models/{SERVED[i % 3]}/predict", content=bodies[i]))
+
+            requests = [post(0)]
+            await until(gated.entered.is_set, "the first request in the model")
+            requests += [post(i) for i in range(1, len(bodies))]
+            await until(lambda: app.state.batcher.waiting == 11, "the other eleven requests queued")
+            gated.release.set()
             return await asyncio.gather(*requests)
 
     answers = asyncio.run(send_all())
     assert [a.status_code for a in answers] == [200] * len(bodies)
+    assert gated.sizes == [1, 8, 3]
     batches = app.state.stats.batch_sizes
-    assert batches.sum == len(bodies) and batches.count < len(bodies)
+    assert (batches.sum, batches.count) == (12, 3)
     for i, answer in enumerate(answers):
         run = pool.runs[SERVED[i % 3]]
         alone = run.predictor.scores(run.predictor.prepare(xray_images[i] / 255.0)[None])[0]
@@ -211,6 +223,18 @@ def test_nothing_uploaded_is_written_to_disk_unless_asked(pool, xray_images, tmp
     assert written == [str(saved)] and saved.read_bytes() == body
 
 
+async def until(condition, what: str):
+    """Yield to the server until ``condition()`` holds; a safety net of 60,000 short sleeps (about
+    a minute) turns a server that never gets there into a failure instead of a hang."""
+    import asyncio
+
+    for _ in range(60_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"the server never got to: {what}")
+
+
 class GatedPool:
     """The pool, with each model call held until ``release`` is set (``entered`` tells it started)."""
 
@@ -219,8 +243,10 @@ class GatedPool:
 
         self.pool, self.runs = pool, pool.runs
         self.entered, self.release = threading.Event(), threading.Event()
+        self.sizes: list[int] = []
 
     def predict(self, items):
+        self.sizes.append(len(items))
         self.entered.set()
         assert self.release.wait(60), "the test never released the model"
         return self.pool.predict(items)
@@ -238,13 +264,6 @@ def test_a_full_queue_answers_503_with_retry_after(pool, xray_images):
     gated = GatedPool(pool)
     app = create_app(gated, ServeConfig(max_queue=1, max_batch=1, max_wait_ms=0))
     body = png_bytes(xray_images[0])
-
-    async def until(condition, what: str):
-        for _ in range(60_000):  # yield to the server until it reaches the state (at most ~a minute)
-            if condition():
-                return
-            await asyncio.sleep(0.001)
-        raise AssertionError(f"the server never got to: {what}")
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)

@@ -132,9 +132,9 @@ def test_sigkill_mid_trial_then_rerun_resumes_the_killed_run(tmp_path):
     worker = subprocess.Popen([sys.executable, "-m", "medpeft.cli", "study", "worker", path, "--threads", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = folder / "runs" / engine.cells[0].key
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint-last.pt").exists() and time.monotonic() < deadline:
+    while not (run / "checkpoint-last.pt").exists() and worker.poll() is None:  # the worker ends by itself
         time.sleep(0.05)
+    assert (run / "checkpoint-last.pt").exists(), f"the worker exited ({worker.returncode}) before its first checkpoint"
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     assert not (run / "metrics.json").exists(), "the run finished before the kill; make it longer"
@@ -166,11 +166,25 @@ def test_a_corrupt_study_file_is_a_clear_error(tmp_path, capsys):
     assert "search.space.LoRA.rnak: not searchable" in " ".join(capsys.readouterr().out.split())
 
 
-def test_an_unreachable_database_is_a_clear_error(tmp_path, capsys):
+def test_an_unreachable_database_is_a_clear_error_and_cannot_hang(tmp_path, capsys, monkeypatch):
+    """A server that never answers must not hang `study run`: every connection medpeft opens hands
+    the driver a connect timeout (seen here as the kwargs psycopg receives), and the refusal is
+    one clear error with the password hidden."""
+    import psycopg
+
+    connects, real = [], psycopg.connect
+
+    def recording(*args, **kwargs):  # SQLAlchemy's psycopg dialect connects through psycopg.connect
+        connects.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", recording)
     path = write_study(tmp_path / "db")
-    started = time.monotonic()
     code = main(["study", "run", path, "--storage", "postgresql://user:secret@127.0.0.1:9/nodb"])
-    assert code == 2 and time.monotonic() - started < 60
+    assert code == 2
+    assert connects and all((c["host"], c["port"]) == ("127.0.0.1", 9) for c in connects)  # the driver was reached
+    timeouts = [c.get("connect_timeout") for c in connects]
+    assert all(isinstance(t, int) and 0 < t <= 30 for t in timeouts), timeouts
     out = capsys.readouterr().out
     assert "cannot open the study storage postgresql+psycopg://user:***@127.0.0.1:9/nodb" in out
     assert "secret" not in out
@@ -297,46 +311,108 @@ def test_the_searched_configuration_is_in_the_report(tmp_path):
 
 
 CLAIMER = """
-import sys, time
+import fcntl, json, os, sys
 from pathlib import Path
 from medpeft.studies.engine import Engine
 from medpeft.studies.spec import load_study
-engine = Engine(load_study(sys.argv[1]), Path(sys.argv[1]).parent, sys.argv[3] if len(sys.argv) > 3 else None)
-start = float(sys.argv[2])
-while time.time() < start:
-    time.sleep(0.001)
-claimed = []
-for _ in range(6):
-    with engine.claiming():
-        trial = engine.final.ask()
-    claimed.append(trial.number)
-print(" ".join(map(str, claimed)))
+rounds, storage = json.loads(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else None)
+for path, log, mode in rounds:
+    engine = Engine(load_study(path), Path(path).parent, storage)
+    engine.final  # opened before the barrier: only the claims race
+    print("ready", flush=True)
+    sys.stdin.readline()  # the barrier: the parent says go once every claimant is ready
+    out = os.open(log, os.O_WRONLY | os.O_APPEND)  # small appends are atomic: the file is the global order
+
+    def claim_six():
+        for _ in range(6):
+            os.write(out, f"enter {os.getpid()}\\n".encode())
+            if mode == "unlocked":  # optuna's pop alone, without the engine's claim lock
+                trial = engine.final.ask()
+            else:
+                with engine.claiming():
+                    trial = engine.final.ask()
+            os.write(out, f"exit {os.getpid()} {trial.number}\\n".encode())
+
+    if mode == "serial":  # claims serialised by hand: each process claims alone, one after another
+        with open(path + ".serial", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            claim_six()
+    else:
+        claim_six()
+    os.close(out)
 """
 
 
-def race(tmp_path, name, storage=None):
-    path = write_study(tmp_path / "race", name=name, fractions=[0.2, 0.4, 0.6, 0.8, 1.0], seeds=[0, 1, 2])
-    engine = Engine(load_study(path), tmp_path / "race", storage, console=QUIET)
-    prepare(engine, QUIET)
-    assert len(engine.final.get_trials(states=(TrialState.WAITING,))) == 30
-    start = time.time() + 8  # after every process has imported medpeft
+def race(tmp_path, modes, storage=None, name="race", processes=4):
+    """Rounds of claims, one per mode, by the same ``processes`` claimant processes (medpeft is
+    imported once): in each round every claimant claims 6 of a fresh study's 30 waiting trials
+    as soon as all of them are ready (a real barrier, not a time). Returns per round the most
+    claimants that were inside a claim at once (replayed from their shared log of enter/exit
+    lines) and the trial numbers claimed."""
+    rounds = []
+    for i, mode in enumerate(modes):
+        folder = tmp_path / f"race-{i}"
+        path = write_study(folder, name=f"{name}{i}", fractions=[0.2, 0.4, 0.6, 0.8, 1.0], seeds=[0, 1, 2])
+        engine = Engine(load_study(path), folder, storage, console=QUIET)
+        prepare(engine, QUIET)
+        assert len(engine.final.get_trials(states=(TrialState.WAITING,))) == 30
+        (folder / "claims.log").touch()
+        rounds.append((path, str(folder / "claims.log"), mode))
     extra = [storage] if storage else []
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, path, str(start), *extra], stdout=subprocess.PIPE,
-                              text=True) for _ in range(4)]
-    claimed = [int(n) for p in procs for n in p.communicate(timeout=300)[0].split()]
-    assert len(claimed) == 24
-    assert len(set(claimed)) == 24, f"a trial was claimed twice: {sorted(claimed)}"
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, json.dumps(rounds), *extra],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    try:
+        for _ in rounds:
+            for proc in procs:
+                assert proc.stdout.readline() == "ready\n", "a claimant died (its error is above)"
+            for proc in procs:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+        for proc in procs:
+            proc.communicate(timeout=300)
+            assert proc.returncode == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    results = []
+    for _, log, _ in rounds:
+        inside, most, claimed = set(), 0, []
+        for line in Path(log).read_text().splitlines():
+            kind, pid, *number = line.split()
+            if kind == "enter":
+                inside.add(pid)
+                most = max(most, len(inside))
+            else:
+                inside.discard(pid)
+                claimed.append(int(number[0]))
+        results.append((most, claimed))
+    return results
 
 
 def test_concurrent_claims_never_pop_one_trial_twice(tmp_path):
     """Optuna's pop is SELECT ... FOR UPDATE, which SQLite ignores: without the engine's claim lock
-    two workers popped the same trial in a real run. Four processes claim at the same instant."""
-    race(tmp_path, "race")
+    two workers popped the same trial in a real run. Four processes claim at once, and are seen
+    inside a claim together. Two controls show that each check can fail: claims serialised by hand
+    are seen as never overlapping, and optuna's pop without the claim lock does claim trials twice
+    (it did in every one of 27 rounds tried, on one core and on two; three rounds are run)."""
+    rounds = race(tmp_path, ["locked", "serial", "unlocked", "unlocked", "unlocked"])
+    (most, claimed), (serial_most, serial_claimed), *unlocked = rounds
+    assert most >= 2, "the claimants never claimed at the same time: this race tested nothing"
+    assert len(claimed) == 24
+    assert len(set(claimed)) == 24, f"a trial was claimed twice: {sorted(claimed)}"
+    assert serial_most == 1 and len(serial_claimed) == len(set(serial_claimed)) == 24
+    twice = [len(numbers) - len(set(numbers)) for _, numbers in unlocked]
+    assert all(m >= 2 for m, _ in unlocked) and sum(twice) > 0, twice
 
 
 def test_concurrent_claims_on_postgresql_are_atomic_by_themselves(tmp_path, postgres_url):
     url, name = postgres_url
-    race(tmp_path, name, url)
+    [(most, claimed)] = race(tmp_path, ["locked"], url, name)
+    assert most >= 2, "the claimants never claimed at the same time: this race tested nothing"
+    assert len(claimed) == 24
+    assert len(set(claimed)) == 24, f"a trial was claimed twice: {sorted(claimed)}"
 
 
 def test_the_start_up_trials_of_a_search_spread_over_the_range():
