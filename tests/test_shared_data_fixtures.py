@@ -1,9 +1,47 @@
-"""The shared-data helper of tests/conftest.py: skip locally, fail in CI, naming the path."""
+"""The shared-data helper of tests/conftest.py: skip locally, fail in CI, naming the path; and
+``in_ci``, which decides "fail, not skip" for every prerequisite (data, browser, PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
 
-from .conftest import require_shared
+from .conftest import in_ci, require_shared
+from .studies.conftest import postgres_server
+
+TRUTHY = ["1", "true", "True", "TRUE", "yes", "Yes", "on", "ON", " true ", "1\n", "woodpecker"]
+FALSY = [None, "", " ", "0", "false", "False", "no", "off", "OFF"]
+
+
+def set_ci(monkeypatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", value)
+
+
+@pytest.mark.parametrize("value", TRUTHY)
+def test_any_truthy_ci_value_is_ci(value, monkeypatch):
+    set_ci(monkeypatch, value)
+    assert in_ci() is True
+
+
+@pytest.mark.parametrize("value", FALSY)
+def test_unset_empty_and_false_ci_values_are_not_ci(value, monkeypatch):
+    set_ci(monkeypatch, value)
+    assert in_ci() is False
+
+
+@pytest.mark.parametrize("value,outcome", [("1", pytest.fail.Exception), ("yes", pytest.fail.Exception),
+                                           ("true", pytest.fail.Exception), ("0", pytest.skip.Exception),
+                                           (None, pytest.skip.Exception)])
+def test_the_postgres_fixture_fails_under_any_truthy_ci(value, outcome, monkeypatch):
+    """It used to test ``CI == "true"`` alone: under ``CI=1`` the PostgreSQL tests skipped silently."""
+    set_ci(monkeypatch, value)
+    monkeypatch.delenv("MEDPEFT_TEST_POSTGRES", raising=False)
+    raised = raised_by(postgres_server)
+    assert type(raised) is outcome, f"CI={value!r}: expected {outcome.__name__}, got {raised!r}"
+    assert "MEDPEFT_TEST_POSTGRES" in str(raised)
+    monkeypatch.setenv("MEDPEFT_TEST_POSTGRES", "postgresql://u:p@host/db")
+    assert postgres_server() == "postgresql://u:p@host/db"
 
 
 def raised_by(function, *args) -> BaseException | None:
@@ -15,7 +53,7 @@ def raised_by(function, *args) -> BaseException | None:
     return None
 
 
-@pytest.mark.parametrize("value", ["true", "True", "1"])
+@pytest.mark.parametrize("value", ["true", "True", "1", "yes"])
 def test_a_missing_path_fails_in_ci_naming_it(value, tmp_path, monkeypatch):
     monkeypatch.setenv("CI", value)
     missing = tmp_path / "moved" / "pneumoniamnist.npz"
@@ -24,12 +62,9 @@ def test_a_missing_path_fails_in_ci_naming_it(value, tmp_path, monkeypatch):
     assert f"real data not present at {missing}" in str(outcome)
 
 
-@pytest.mark.parametrize("value", [None, "", "false", "0"])
+@pytest.mark.parametrize("value", [None, "", "false", "0", "off"])
 def test_a_missing_path_skips_outside_ci(value, tmp_path, monkeypatch):
-    if value is None:
-        monkeypatch.delenv("CI", raising=False)
-    else:
-        monkeypatch.setenv("CI", value)
+    set_ci(monkeypatch, value)
     missing = tmp_path / "moved"
     outcome = raised_by(require_shared, missing)
     assert type(outcome) is pytest.skip.Exception, f"expected a skip, got {outcome!r}"

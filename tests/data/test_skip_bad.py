@@ -1,13 +1,21 @@
-"""skip_bad finds corrupt images (and images over the size limit) up front; advice at training time."""
+"""skip_bad finds corrupt images (and images over the size limit) up front; advice at training
+time; and the same through a real fine-tuning run."""
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from medpeft.data import DataError, load_dataset
+from medpeft.runtime import RunConfig
+from medpeft.train import ClassifierJob, finetune
 
+from ..image_folders import write_split_folders
+from ..train.tiny import QUIET, tiny_run
 from .test_decode import write_png
 from .test_image_limits import dicom_bomb
 
@@ -91,3 +99,46 @@ def test_skip_bad_leaves_a_dicom_bomb_out(tmp_path):
     assert str(root / "malignant" / "bomb.dcm") not in all_paths(splits)
     with pytest.raises(DataError, match="20000x20000 = 400,000,000 pixels"):
         load_dataset(f"folder:{root}", verify="decode")
+
+
+def test_skip_bad_through_training_leaves_the_bad_images_out_and_without_it_the_run_stops(tmp_path, monkeypatch):
+    """The real ``finetune`` on split folders with 24 good and 2 corrupt training images:
+    with skip_bad the run completes, the warning names both files, the run's summary counts
+    them, and the optimiser sees exactly the 24 good images (counted batch by batch); without it
+    the run stops at the first corrupt image with an error naming it and the --skip-bad advice."""
+    root = tmp_path / "skin"
+    write_split_folders(root, {"train": {"benign": 12, "malignant": 12}, "val": {"benign": 4, "malignant": 4},
+                               "test": {"benign": 4, "malignant": 4}})
+    bad = {str(truncated_png(root / "train" / "benign" / "cut.png")),
+           str(garbage_dicom(root / "train" / "malignant" / "junk.dcm"))}
+    trained_on = []
+    real_loss = ClassifierJob.loss
+
+    def counting(job, batch):
+        trained_on.append(len(batch[0]))
+        return real_loss(job, batch)
+
+    monkeypatch.setattr(ClassifierJob, "loss", counting)
+
+    def config(skip_bad: bool) -> RunConfig:
+        run = tiny_run("lora", epochs=1, batch_size=8)  # 24 good training images: 3 steps
+        return dataclasses.replace(run, data=dataclasses.replace(run.data, spec=f"folder:{root}", skip_bad=skip_bad))
+
+    shown = io.StringIO()
+    with pytest.warns(UserWarning, match="skipped 2 bad item") as caught:
+        metrics = finetune(config(True), tmp_path / "run", console=Console(file=shown, width=200), progress=False)
+    message = "\n".join(str(w.message) for w in caught)
+    assert all(path in message for path in bad), message
+    assert "skipped 2 bad item(s) (--skip-bad)" in shown.getvalue()
+    assert metrics["train_size"] == 24 and metrics["steps"] == 3
+    assert sum(trained_on) == 24, trained_on
+    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
+
+    trained_on.clear()
+    with pytest.raises(DataError) as err:
+        finetune(config(False), tmp_path / "strict", console=QUIET, progress=False)
+    text = str(err.value)
+    assert any(f"{path}:" in text for path in bad), text
+    assert "--skip-bad" in text
+    assert trained_on, "the corrupt image is met in training, once a batch holds it"
+    assert not (tmp_path / "strict" / "metrics.json").exists()

@@ -8,6 +8,8 @@ import uuid
 import pytest
 import yaml
 
+from ..conftest import in_ci
+
 TINY_DATA = "synthetic-cxr?n=96&n_val=48&n_test=64&size=16"
 TINY_BACKBONE = {"name": "vit_tiny", "img_size": 16, "patch_size": 8, "timm_kwargs": {"depth": 1}}
 
@@ -35,12 +37,17 @@ def write_study(folder, name="tiny", **overrides) -> str:
     return str(path)
 
 
+def postgres_server() -> str:
+    """The test server's URL, or a skip (a failure in CI: any truthy ``$CI``) when there is none."""
+    url = os.environ.get("MEDPEFT_TEST_POSTGRES")
+    if not url:
+        if in_ci():
+            pytest.fail("MEDPEFT_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
+        pytest.skip("no PostgreSQL server (set MEDPEFT_TEST_POSTGRES=postgresql://user:pw@host/db, as .ci/run does)")
+    return url
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh database name on the test server, or a skip (a failure in CI) when there is none."""
-    url = os.environ.get("MEDPEFT_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("MEDPEFT_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
-        pytest.skip("no PostgreSQL server (set MEDPEFT_TEST_POSTGRES=postgresql://user:pw@host/db, as .ci/run does)")
-    return url, f"t{uuid.uuid4().hex[:10]}"
+    return postgres_server(), f"t{uuid.uuid4().hex[:10]}"
