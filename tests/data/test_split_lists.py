@@ -1,4 +1,5 @@
-"""splits: MED-PEFT split lists, on small folders written here and on the real lists."""
+"""splits: MED-PEFT split lists, on small folders written here and on the real lists (or their
+replica on a clone without ../shared, see tests/published_splits.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -217,6 +218,8 @@ def test_skip_bad_keeps_good_items_and_lists_the_rest(nih):
 
 
 # ----------------------------------------------------------------------------- real lists
+# ``splits_root`` is ../shared/data/splits, or (outside CI, when it is absent) a replica with its
+# layout, line counts and the published label totals asserted below (tests/published_splits.py).
 @pytest.mark.parametrize("folder, sizes, fixed", [
     ("NIH_ChestX-ray", {"train": 78468, "val": 11219, "test": 22433}, (785, 7847)),
     ("RSNA_Pneumonia", {"train": 25184, "val": 1500, "test": 3000}, (251, 2518)),
