@@ -1,4 +1,4 @@
-"""The data contract every source fulfils (see DESIGN.md, "Data specs").
+"""The data contract every source fulfils (see docs/architecture.md, "Data specs").
 
 A source turns a spec into images + labels per split; everything after that (fractions,
 transforms, loaders, training) sees only :class:`MedicalDataset` and :class:`DatasetInfo`.
@@ -23,21 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .decode import read_image  # imports no decoding library until a file is read
+from .errors import DataError, ImageTooLarge, UnsupportedImage  # noqa: F401 (their old home: re-exported)
+
 Task = Literal["binary", "multiclass", "multilabel"]
 TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file (and line) and what to do about it."""
-
-
-class ImageTooLarge(DataError):
-    """An image whose width x height is above the pixel limit, refused before decoding."""
-
-
-class UnsupportedImage(DataError):
-    """Bytes that are not an image format medpeft decodes (neither Pillow nor DICOM)."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +130,6 @@ class FileImages:
         return len(self.paths)
 
     def load(self, index: int) -> np.ndarray:
-        from .decode import read_image  # decoding libraries load only when files are read
-
         try:
             return read_image(self.paths[index])
         except DataError as err:

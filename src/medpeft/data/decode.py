@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, ImageTooLarge, UnsupportedImage
+from .errors import DataError, ImageTooLarge, UnsupportedImage
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _PREAMBLE = 128  # bytes before the b"DICM" magic of a DICOM Part 10 file

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..config import from_dict, to_dict
 from ..data.fractions import check_fraction
 from ..runtime.device import check_device_name
+from .methods import DIFFUSION_METHODS, create_method
 
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # diffusers' beta schedules
 SAMPLERS = ("ddim", "ddpm")
@@ -178,9 +179,7 @@ class DiffusionConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def __post_init__(self):
-        from .methods import create_method  # validates the name and the options
-
-        create_method(self.method, self.method_options)
+        create_method(self.method, self.method_options)  # validates the name and the options
         levels = len(self.unet.channels)
         if self.data.img_size % 2 ** (levels - 1):
             raise ValueError(f"img_size {self.data.img_size} must be divisible by {2 ** (levels - 1)} "
@@ -196,8 +195,6 @@ class DiffusionConfig:
 
     @property
     def learning_rate(self) -> float:
-        from .methods import DIFFUSION_METHODS
-
         return self.train.lr if self.train.lr is not None else DIFFUSION_METHODS.get(self.method).default_lr
 
     def to_dict(self) -> dict:

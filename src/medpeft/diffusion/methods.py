@@ -248,20 +248,3 @@ def load_adapter(unet: nn.Module, directory) -> tuple[nn.Module, DiffusionMethod
         raise ValueError(f"{directory}: the base model differs from the one the adapter was trained on")
     return unet, method
 
-
-def methods_table(unet_config=None, img_size: int = 28):
-    """Every diffusion method with its trainable parameters on a UNet of ``unet_config``."""
-    from ..table import Table
-    from .config import UNetConfig
-    from .unet import build_unet
-
-    unet_config = unet_config or UNetConfig()
-    table = Table(f"Diffusion adaptation methods (UNet {list(unet_config.channels)} ch, {img_size} px)",
-                  ["Method", "What trains", "Trainable", "Share", "Default lr", "Paper"])
-    for name, cls in DIFFUSION_METHODS.items():
-        unet = apply_method(build_unet(unet_config, img_size), cls())
-        trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in unet.parameters())
-        table.add_row(name, cls.summary, f"{trainable:,}", f"{100 * trainable / total:.3g}%", f"{cls.default_lr:g}",
-                      cls.paper)
-    return table

@@ -42,7 +42,7 @@ from ..spec import take_options
 from . import SOURCES
 from .base import DataSource, SourceData, SplitData
 from .dataset_presets import FOLDER_PRESETS
-from .group_split import compile_group_regex, group_of, group_split
+from .group_split import check_split_fractions, compile_group_regex, group_of, group_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -78,12 +78,6 @@ def stratified_split(strata: np.ndarray, val: float, test: float,
     parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
              "train": order[n_test + n_val:]}
     return {name: np.sort(part) for name, part in parts.items()}
-
-
-def check_split_fractions(val: float, test: float) -> None:
-    if not (0.0 < val < 1.0 and 0.0 < test < 1.0 and val + test < 1.0):
-        raise ValueError(f"val and test must be fractions in (0, 1) with val + test < 1, "
-                         f"got val={val}, test={test}")
 
 
 def is_image_file(path: Path) -> bool:

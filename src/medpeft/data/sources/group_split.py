@@ -25,6 +25,13 @@ from ..base import DataError
 MAX_FOLDS = 20
 
 
+def check_split_fractions(val: float, test: float) -> None:
+    """The validation and test shares of an automatic split (``folder:`` and ``csv:``, by item or by group)."""
+    if not (0.0 < val < 1.0 and 0.0 < test < 1.0 and val + test < 1.0):
+        raise ValueError(f"val and test must be fractions in (0, 1) with val + test < 1, "
+                         f"got val={val}, test={test}")
+
+
 def group_split(strata: np.ndarray, groups: np.ndarray, val: float, test: float,
                 seed: int) -> dict[str, np.ndarray]:
     """Sorted indices of train/val/test; every group falls in one of them.
@@ -33,8 +40,6 @@ def group_split(strata: np.ndarray, groups: np.ndarray, val: float, test: float,
     finding); ``groups``: one value per item (patient or lesion id).
     """
     from sklearn.model_selection import StratifiedGroupKFold
-
-    from .folder import check_split_fractions
 
     check_split_fractions(val, test)
     strata, groups = np.asarray(strata), np.asarray(groups)
