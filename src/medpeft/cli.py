@@ -412,7 +412,7 @@ def cmd_diffusion_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_diffusion_methods(args: argparse.Namespace) -> int:
-    from .diffusion.methods import methods_table
+    from .diffusion.methods_table import methods_table
 
     methods_table(img_size=args.img_size).print(console, args.format)
     return 0
