@@ -1,9 +1,10 @@
 """The package's layers stay in order: a module never imports a layer above its own.
 
-The order (DESIGN.md): the base modules (config, registry, table, console) < data and models
-(independent of each other) < methods < runtime < train, eval, pretrain, diffusion (independent
-of each other) < studies and serve (independent of each other) < cli. The test reads every
-module's imports with ``ast``, so an import inside a function counts as much as one at the top.
+The order (docs/architecture.md, "Layers"): the base modules (config, registry, table,
+console) < data and models (independent of each other) < methods < runtime < train, eval,
+pretrain, diffusion (independent of each other) < studies and serve (independent of each other)
+< cli. The test reads every module's imports with ``ast``, so an import inside a function counts
+as much as one at the top.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def layer_of(module: str) -> str:
     if top in ("cli", "cliargs", "__main__"):
         return "cli"
     if top not in ALLOWED:
-        raise AssertionError(f"{module}: package {top!r} has no layer; add it to ALLOWED and DESIGN.md")
+        raise AssertionError(f"{module}: package {top!r} has no layer; add it to ALLOWED and docs/architecture.md")
     return top
 
 

@@ -1,7 +1,7 @@
 """The named local cache of pretrained backbones: ``--checkpoint <name>`` as well as a path.
 
-Layout (DESIGN.md, "Checkpoints"): ``$MEDPEFT_CACHE/checkpoints/<name>/checkpoint.pth`` plus a
-``card.json`` describing how it was made; ``$MEDPEFT_CACHE`` defaults to ``~/.cache/medpeft``.
+Layout (docs/architecture.md, "Checkpoints"): ``$MEDPEFT_CACHE/checkpoints/<name>/checkpoint.pth``
+plus a ``card.json`` describing how it was made; ``$MEDPEFT_CACHE`` defaults to ``~/.cache/medpeft``.
 """
 from __future__ import annotations
 

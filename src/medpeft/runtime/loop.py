@@ -14,8 +14,8 @@ steps: with 47 labelled images and batch 64 an epoch is one step, so "10 epochs"
 updates, and a 1% subset is given its budget in steps instead.
 
 Written here rather than taken from a trainer library (Lightning, HF Trainer, Ignite) because
-the run-directory, resume and seeding contracts of DESIGN.md are the point of it and each of
-those libraries brings its own; the loop is ~100 lines.
+the run-directory, resume and seeding contracts of docs/architecture.md ("Run directory") are
+the point of it and each of those libraries brings its own; the loop is ~100 lines.
 """
 from __future__ import annotations
 

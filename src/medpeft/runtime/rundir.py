@@ -1,8 +1,8 @@
 """The run directory: the unit that training writes and evaluation, studies and reports read.
 
-Layout (DESIGN.md): ``config.yaml``, ``metrics.json``, ``log.txt``, ``adapter_config.json`` +
-``adapter_model.safetensors`` (the best weights: the method's trainable part), and
-``checkpoint-last.pt`` while a run is unfinished (for ``--resume``). Every file is written
+Layout (docs/architecture.md, "Run directory"): ``config.yaml``, ``metrics.json``, ``log.txt``,
+``adapter_config.json`` + ``adapter_model.safetensors`` (the best weights: the method's trainable
+part), and ``checkpoint-last.pt`` while a run is unfinished (for ``--resume``). Every file is written
 atomically (temporary file + rename), so a killed run leaves the previous version intact.
 
 Safety rules, enforced by :meth:`RunDir.start` while the caller holds :meth:`RunDir.lock`:

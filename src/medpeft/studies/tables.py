@@ -19,7 +19,7 @@ from .grid import Grid
 
 
 def percent(value: float | None, digits: int = 1) -> str:
-    """Metrics are fractions in [0, 1]; reports show percentages (DESIGN.md)."""
+    """Metrics are fractions in [0, 1]; reports show percentages (docs/architecture.md, "Run directory")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{100.0 * value:.{digits}f}"

@@ -6,7 +6,8 @@ score the validation split every ``val_every`` epochs and after the last, keep t
 weights (by validation macro AUROC) and stop early after ``patience`` validations without
 improvement. At the end the best weights' validation scores choose each label's decision
 threshold (binary and multilabel: the one that maximises validation F1), the test split is
-scored at 0.5 and at those thresholds, and the run directory is completed (DESIGN.md).
+scored at 0.5 and at those thresholds, and the run directory is completed
+(docs/architecture.md, "Run directory").
 
 Two ways a run can look trained without being so are warned about, on the console and in the
 log: fewer than MIN_STEPS optimiser steps (47 labelled images at batch 64 are one step per
