@@ -1,10 +1,20 @@
-"""Every registered method learns: a short run on real PneumoniaMNIST beats chance.
+"""Every registered method learns: a short run on real PneumoniaMNIST beats a brightness model.
 
 One run per (method, backbone family) it fits, so a new method is covered the moment it
-registers: 10% of the training labels (470 images), 3 epochs, the method's own default base
-learning rate, no layer decay; the test AUROC must exceed 0.60 (chance is 0.5), and every
-trainable tensor outside the task head must have moved (so the optimiser really holds the
-method's own weights).
+registers: 10% of the training labels (471 images), 3 epochs at batch 16 (90 optimiser steps),
+the method's own default base learning rate, no layer decay, fp32. The test AUROC must beat
+what a logistic regression on each image's mean and standard deviation of pixels scores after
+fitting the same 471 images (0.751, tests/references.py; the old bar, 0.60, was cleared by that
+model and by a head-only probe on random features), and every trainable tensor outside the
+task head must have moved (so the optimiser really holds the method's own weights).
+
+Measured (2-core AMD EPYC, idle, 712 s with both pretrainings; the table in docs/methods.md):
+every ResNet method 0.845-0.925 and the ViT's fft, attn, partial-k, the LoRA family and the
+adapters 0.826-0.924 clear the reference by 7-17 points; the nine light ViT methods (ln,
+bitfit, ia3, loha, lokr, ssf, adaptformer, vpt-shallow, vpt-deep) reach 0.758-0.784, only
+0.7-3.3 points above it and below the head-only probe on the same backbone (linear, 0.811).
+That is a finding about 90 steps on a 5-epoch MAE, not a tolerance: the bar has no margin, so
+on this recipe a light method that falls to the brightness model fails.
 
 Backbones (2 CPU cores, no downloads):
 - ViT: ViT-Tiny with 4 of its 12 blocks, 28 px, patch 4, MAE-pretrained here for 5 epochs on
@@ -19,11 +29,12 @@ Backbones (2 CPU cores, no downloads):
   methods (linear, ssf, bitfit, film) stay at 0.58-0.60; after these 3 epochs of SimCLR a linear
   probe reaches 0.90.
 
-What the AUROC bar does not show: every method trains the head too, and a linear probe also
-clears it, so it catches methods that break the forward pass or training rather than methods
-whose own weights learn little; the moved-weights check and the gradient test in
-test_method_matrix.py cover that side. Each run takes 20 s to 4 min here (plus 3 min of MAE
-and 3 min of SimCLR pretraining), so all are ``slow``:
+What the AUROC bar does not show: every method trains the head too, and a linear probe on the
+pretrained features also clears it, so it catches methods that break the forward pass or
+training rather than methods whose own weights learn little; the moved-weights check here and
+tests/train/test_every_method_trains.py (every tensor in the optimizer, with a gradient) cover
+that side. Each run takes 3-20 s here (plus 4.5 min of MAE and 2.5 min of SimCLR
+pretraining), so all are ``slow``:
 ``nice -n 10 .venv/bin/python -m pytest -q -m slow -s tests/methods/test_methods_learn.py``
 (``-s`` prints one line per run: the table in docs/methods.md).
 """
@@ -44,8 +55,9 @@ from medpeft.models.backbones import head_names
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig, build_model
 from medpeft.train import finetune
 
+from ..references import brightness_auroc
+
 QUIET = Console(quiet=True)
-CHANCE_BAR = 0.60  # test AUROC every method must beat (issue "The PEFT method zoo")
 PNEUMONIA = "medmnist:pneumoniamnist"
 VIT = BackboneConfig("vit_tiny", img_size=28, patch_size=4, drop_path=0.0, timm_kwargs={"depth": 4})
 RESNET = BackboneConfig("resnet50", img_size=28, drop_path=0.0, timm_kwargs={"zero_init_last": False})
@@ -80,11 +92,18 @@ def simclr_checkpoint(medmnist_root, tmp_path_factory):
     return summary["checkpoint"]
 
 
+@pytest.fixture(scope="module")
+def brightness(medmnist_root) -> float:
+    """The weak reference on the runs' label subset (tests/references.py)."""
+    return brightness_auroc(PNEUMONIA, medmnist_root, 0.1, 0)
+
+
 def learn_config(method: str, backbone: BackboneConfig, root) -> RunConfig:
     return RunConfig(
         data=DataConfig(spec=PNEUMONIA, data_root=str(root), fraction=0.1),
         backbone=backbone, method=method,
-        train=TrainConfig(epochs=3, batch_size=64, warmup_epochs=0.5, layer_decay=1.0, n_bootstrap=0))
+        train=TrainConfig(epochs=3, batch_size=16, warmup_epochs=0.5, layer_decay=1.0, n_bootstrap=0,
+                          precision="fp32"))  # the same arithmetic on every CPU
 
 
 def pairs():
@@ -103,7 +122,7 @@ def own_weights_that_did_not_move(config: RunConfig, run) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,family", pairs())
-def test_every_method_learns_pneumoniamnist(name, family, medmnist_root, request, tmp_path):
+def test_every_method_learns_pneumoniamnist(name, family, medmnist_root, brightness, request, tmp_path):
     if family == "vit":
         backbone = dataclasses.replace(VIT, checkpoint=request.getfixturevalue("mae_checkpoint"))
     else:
@@ -115,5 +134,7 @@ def test_every_method_learns_pneumoniamnist(name, family, medmnist_root, request
     auroc = metrics["test"]["auroc"]
     print(f"\nLEARN | {name} | {family} | {metrics['trainable_params']:,} | {auroc:.3f} | "
           f"{metrics['val']['auroc']:.3f} | {metrics['best_epoch']} | {seconds:.0f} s |")
-    assert auroc > CHANCE_BAR, f"{name} on {family}: test AUROC {auroc:.3f} does not beat {CHANCE_BAR}"
+    assert metrics["steps"] == 90, metrics["steps"]
+    assert auroc > brightness, (f"{name} on {family}: test AUROC {auroc:.3f} does not beat the brightness "
+                                f"reference {brightness:.3f} on the same images")
     assert not own_weights_that_did_not_move(config, tmp_path / "run")
