@@ -78,3 +78,11 @@ def splits_root(tmp_path_factory) -> Path:
         return require_shared(real)
     from .published_splits import write_replica
     return write_replica(tmp_path_factory.mktemp("published-splits"))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The random order's seed, also under -q (pytest-randomly prints it only in the header):
+    ``pytest --randomly-seed=N`` repeats a failing order."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line(f"test order: pytest-randomly seed {seed} (repeat with --randomly-seed={seed})")

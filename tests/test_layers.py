@@ -53,6 +53,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_module(name: str) -> bool:
+    """Whether ``medpeft.a.b`` is a module or package of the source tree."""
+    relative = Path(*name.split(".")[1:])
+    return (PACKAGE / relative).with_suffix(".py").is_file() or (PACKAGE / relative / "__init__.py").is_file()
+
+
 def imports_of(path: Path) -> list[tuple[str, int]]:
     """(absolute medpeft module, line) for every import statement in the file."""
     name = module_name(path)
@@ -69,10 +75,9 @@ def imports_of(path: Path) -> list[tuple[str, int]]:
             else:
                 target = node.module or ""
             if target.startswith("medpeft"):
-                if target == "medpeft":  # `from .. import x`: x is a module of the package
-                    found += [(f"medpeft.{alias.name}", node.lineno) for alias in node.names]
-                else:
-                    found.append((target, node.lineno))
+                for alias in node.names:  # `from . import x`: x may be a module of the package
+                    submodule = f"{target}.{alias.name}"
+                    found.append((submodule if is_module(submodule) or target == "medpeft" else target, node.lineno))
     return found
 
 

@@ -1,10 +1,6 @@
-"""Dataset sources, one module each, registered by their spec scheme."""
-from ...registry import Registry
-from .base import DataSource, SourceData, SplitData
-
-SOURCES: Registry[type[DataSource]] = Registry("data source")
-
-# Importing a module registers its source.
-from . import medmnist, synthetic_cxr, split_lists, folder, csv_table  # noqa: E402,F401
+"""Dataset sources, one module each, registered by their spec scheme in ``SOURCES``."""
+# importing a module registers its source; this order is the order `medpeft` lists them in
+from . import medmnist, synthetic_cxr, split_lists, folder, csv_table  # noqa: F401  # isort: skip
+from .base import SOURCES, DataSource, SourceData, SplitData
 
 __all__ = ["SOURCES", "DataSource", "SourceData", "SplitData"]

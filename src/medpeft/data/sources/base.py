@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...registry import Registry
 from ..base import ImageStore, Task
 from ..spec import DataSpec
 
@@ -62,3 +63,8 @@ class DataSource(ABC):
     @abstractmethod
     def read(self) -> SourceData:
         """Read labels and image references of all splits (images may stay lazy)."""
+
+
+#: spec scheme -> source class; each source module registers itself here when imported (the
+#: package imports them all), so a source never imports the package that imports it
+SOURCES: Registry[type[DataSource]] = Registry("data source")

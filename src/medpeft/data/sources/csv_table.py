@@ -55,8 +55,7 @@ import numpy as np
 from ..base import TASKS, BadItems, DataError, FileImages
 from ..decode import DICOM_SUFFIXES, probe_channels
 from ..spec import take_options
-from . import SOURCES
-from .base import DataSource, SourceData, SplitData
+from .base import SOURCES, DataSource, SourceData, SplitData
 from .dataset_presets import CSV_PRESETS, CsvPreset
 from .folder import IMAGE_EXTENSIONS, SPLIT_DEFAULTS, SPLIT_OPTIONS, stratified_split
 from .group_split import group_split

@@ -39,8 +39,7 @@ import numpy as np
 from ..base import BadItems, DataError, FileImages
 from ..decode import probe_channels
 from ..spec import take_options
-from . import SOURCES
-from .base import DataSource, SourceData, SplitData
+from .base import SOURCES, DataSource, SourceData, SplitData
 from .dataset_presets import FOLDER_PRESETS
 from .group_split import check_split_fractions, compile_group_regex, group_of, group_split
 

@@ -23,8 +23,7 @@ import numpy as np
 
 from ..base import ArrayImages, DataError
 from ..spec import take_options
-from . import SOURCES
-from .base import DataSource, SourceData, SplitData
+from .base import SOURCES, DataSource, SourceData, SplitData
 
 SIZES = (28, 64, 128, 224)
 EMBEDDED = Path(__file__).resolve().parents[1] / "embedded"

@@ -36,8 +36,7 @@ from ...registry import Registry
 from ..base import BadItems, DataError, FileImages
 from ..decode import probe_channels
 from ..spec import take_options
-from . import SOURCES
-from .base import DataSource, SourceData, SplitData
+from .base import SOURCES, DataSource, SourceData, SplitData
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
 FIXED_SUBSET_FILES = {0.01: "train_1.txt", 0.1: "train_10.txt"}

@@ -40,8 +40,7 @@ import numpy as np
 
 from ..base import ArrayImages
 from ..spec import take_options
-from . import SOURCES
-from .base import DataSource, SourceData, SplitData
+from .base import SOURCES, DataSource, SourceData, SplitData
 
 FINDINGS = ("nodule", "effusion", "cardiomegaly", "opacity", "pneumothorax")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
