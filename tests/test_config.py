@@ -81,3 +81,27 @@ def test_the_min_lr_check_uses_the_methods_own_default_lr():
     RunConfig(method="linear", train=TrainConfig(min_lr=5e-3))
     with pytest.raises(ValueError, match="above the peak"):
         RunConfig(method="fft", train=TrainConfig(min_lr=5e-3))
+
+
+def test_atomic_save_tensors_round_trips_and_leaves_nothing_when_it_fails(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from medpeft.config import atomic_save_tensors
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64)}
+    atomic_save_tensors(tmp_path / "w.safetensors", tensors)
+    loaded = load_file(str(tmp_path / "w.safetensors"))
+    assert all(torch.equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in tensors.items())
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+    shared = torch.zeros(4)
+    with pytest.raises(RuntimeError):  # safetensors refuses tensors that share memory
+        atomic_save_tensors(tmp_path / "w.safetensors", {"x": shared, "y": shared})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]  # the old file stays, no .tmp
+    assert torch.equal(load_file(str(tmp_path / "w.safetensors"))["a"], tensors["a"])
+    (tmp_path / "d.safetensors").mkdir()  # the rename fails after the temporary file is written
+    with pytest.raises(OSError):
+        atomic_save_tensors(tmp_path / "d.safetensors", tensors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors", "w.safetensors"]

@@ -174,6 +174,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def atomic_save_tensors(path: str | os.PathLike, tensors: dict) -> None:
+    """A safetensors file (``{"format": "pt"}`` metadata, as torch-side readers expect) written via
+    a temporary file + rename; the temporary file is removed if the write fails."""
+    from safetensors.torch import save_file  # torch is imported only by callers that write tensors
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_yaml(path: str | os.PathLike, values: dict) -> None:
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 

@@ -36,9 +36,8 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-from safetensors.torch import save_file
 
-from ..config import atomic_write_text, from_dict, load_json, to_dict
+from ..config import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
 from ..methods.base import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, base_fingerprint, load_adapter_state,
                             mark_trainable, read_adapter_weights)
 from ..registry import Registry
@@ -224,9 +223,7 @@ def save_adapter(unet: nn.Module, method: DiffusionMethod, directory, extra: dic
               "method_config": to_dict(method.config), "base_fingerprint": base_fingerprint(unet, state),
               **(extra or {})}
     weights = directory / ADAPTER_WEIGHTS
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(weights)
+    atomic_save_tensors(weights, state)
     atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..config import atomic_write_text
+from ..config import atomic_save_tensors, atomic_write_text
 from ..data.transforms import per_channel
 from ..methods import apply_method, create_method, read_adapter_config
 from ..models import BackboneConfig, create_backbone, timm_model_args
@@ -129,9 +129,7 @@ def _write(out: Path, model: nn.Module, card: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     weights = out / EXPORT_WEIGHTS
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(weights)
+    atomic_save_tensors(weights, state)
     atomic_write_text(out / EXPORT_CONFIG, json.dumps(card, indent=2) + "\n")
 
 

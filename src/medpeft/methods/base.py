@@ -25,9 +25,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..config import atomic_write_text, from_dict, load_json, to_dict
+from ..config import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
 from ..models.backbones import closed_residual_branches, family_of, head_names
 from ..registry import Registry
 
@@ -236,9 +236,7 @@ def save_adapter(model: nn.Module, method: Method, directory: str | Path, extra:
               "method_config": method.config.to_dict(), **method.adapter_metadata(),
               "base_fingerprint": base_fingerprint(model, state), **(extra or {})}
     weights = directory / ADAPTER_WEIGHTS
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(weights)
+    atomic_save_tensors(weights, state)
     atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
 
 

@@ -36,7 +36,7 @@ from ..diffusion import DIFFUSION_METHODS, DiffusionConfig, ensure_model
 from ..runtime import RunConfig, RunDir, RunInUse, run_slug
 from .engine import POLL, Engine
 from .runner import StudyKind
-from .spec import MethodEntry, declared_key, read_study_file
+from .spec import MethodEntry, declared_key, read_study_file, study_path
 
 NO_ADAPTATION = "No adaptation"
 
@@ -130,13 +130,6 @@ def judge_dir(study: DiffusionStudy, work_dir: Path) -> Path:
     return (work_dir / "runs" / f"{run_slug(study.judge.name)}-{digest}").resolve()
 
 
-def _relative(folder: str, value: str | None) -> str | None:
-    if value is None or Path(value).is_absolute():
-        return value
-    candidate = Path(folder) / value
-    return str(candidate.resolve()) if candidate.exists() else value
-
-
 def diffusion_cells(study: DiffusionStudy, judge: str) -> list[DiffusionCell]:
     """Every (seed, fraction, method) cell, with the no-adaptation row first in each seed."""
     base = base_config(study).to_dict()
@@ -153,7 +146,7 @@ def diffusion_cells(study: DiffusionStudy, judge: str) -> list[DiffusionCell]:
                 label = entry.label or entry.name
                 if (fraction == 0.0) != (label == NO_ADAPTATION):
                     continue  # the base model as it is: once per seed (fraction 0: no target image trained on)
-                data = {"specs": [study.data.spec], "data_root": _relative(study.folder, study.data.data_root),
+                data = {"specs": [study.data.spec], "data_root": study_path(study.folder, study.data.data_root),
                         "fraction": fraction or 1.0, "img_size": base["data"]["img_size"]}
                 values = {**shared, "data": data, "method": entry.name, "method_options": dict(entry.options),
                           "train": {**merge(study.train, entry.train), "seed": seed}}

@@ -231,7 +231,7 @@ def load_study(path: str | Path) -> StudyConfig:
     return config
 
 
-def _relative(folder: str, value: str | None) -> str | None:
+def study_path(folder: str, value: str | None) -> str | None:
     """A path from the study file: relative to its folder when that file or folder exists there."""
     if value is None or Path(value).is_absolute():
         return value
@@ -241,7 +241,7 @@ def _relative(folder: str, value: str | None) -> str | None:
 
 def pretrain_config(study: StudyConfig, entry: BackboneEntry) -> PretrainConfig:
     step = entry.pretrain
-    data = {"specs": [study.data[0].spec], "data_root": _relative(study.folder, study.data[0].data_root),
+    data = {"specs": [study.data[0].spec], "data_root": study_path(study.folder, study.data[0].data_root),
             **step.data}
     backbone = {k: v for k, v in entry.backbone.items() if k != "checkpoint"}
     return PretrainConfig.from_dict({"data": data, "backbone": {**backbone, "drop_path": 0.0},
@@ -263,7 +263,7 @@ def cells(study: StudyConfig) -> list[Cell]:
         if entry.pretrain:
             backbone_values["checkpoint"] = entry.pretrain.name
         elif backbone_values.get("checkpoint"):
-            backbone_values["checkpoint"] = _relative(study.folder, backbone_values["checkpoint"])
+            backbone_values["checkpoint"] = study_path(study.folder, backbone_values["checkpoint"])
         backbone = from_dict(BackboneConfig, backbone_values, where=f"backbone {entry.label or ''}".strip())
         backbone_label = entry.label or backbone.name or "vit_small"
         family = backbone.spec.family
@@ -287,7 +287,7 @@ def _cell(study, data, fraction, entry, backbone, backbone_label, method, label,
     train = merge(merge(study.train, entry.train), method.train)
     train = {**train, "seed": seed}
     config = RunConfig(
-        data=DataConfig(spec=data.spec, data_root=_relative(study.folder, data.data_root), fraction=fraction,
+        data=DataConfig(spec=data.spec, data_root=study_path(study.folder, data.data_root), fraction=fraction,
                         fraction_seed=seed if study.vary_subset else 0, skip_bad=data.skip_bad,
                         augment=data.augment),
         backbone=backbone, method=method.name, method_options=dict(method.options),
