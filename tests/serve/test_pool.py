@@ -66,9 +66,12 @@ def test_lora_and_probes_share_a_forward_pass_the_others_go_per_adapter(pool, se
 
 
 def _random_run(path, backbone: BackboneConfig, method: str) -> None:
-    """A run directory whose adapter is random (not zero, so every adapter tensor matters)."""
+    """A run directory whose adapter is random (not zero, so every adapter tensor matters), run in
+    fp32 on every CPU: under ``auto`` a CPU with fast bf16 serves LoRA's mixed per-sample path
+    up to 4e-4 away from the per-adapter path (seen on an AVX512-BF16 CPU; an open issue, "the
+    server's answer is not predict's"), which this equality test must not depend on."""
     config, _ = resolve_run_config(RunConfig(data=DataConfig(spec="synthetic-cxr?n=8"), backbone=backbone,
-                                             method=method, train=TrainConfig(seed=3)))
+                                             method=method, train=TrainConfig(seed=3, precision="fp32")))
     model, applied, _ = build_model(config, 2)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
