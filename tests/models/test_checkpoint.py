@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import pathlib
 
 import pytest
 import torch
@@ -11,6 +10,8 @@ from timm.layers import resample_abs_pos_embed
 
 from medpeft.models import BackboneConfig, create_backbone, load_pretrained
 from medpeft.models.cache import checkpoint_dir
+
+from ..payloads import Exploit
 
 TINY = dict(drop_path=0.0, timm_kwargs={"depth": 2})
 
@@ -86,16 +87,6 @@ def test_original_dinov2_state_dict(tmp_path):
     assert target.pos_embed.shape == (1, 1 + 8 * 8, 768)  # 37x37 grid resampled to 8x8
     assert torch.equal(target.blocks[0].ls1.gamma, state["blocks.0.ls1.gamma"])
     assert torch.equal(target.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
-
-
-class Exploit:
-    """Unpickled, it writes ``marker``: the trace that a payload ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.write_text, (self.marker, "ran"))
 
 
 def test_arbitrary_pickles_are_refused_not_run(tmp_path):

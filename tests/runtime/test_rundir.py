@@ -2,7 +2,6 @@
 run, a checkpoint resumes only under its own config, unreadable checkpoints are clear errors."""
 from __future__ import annotations
 
-import pathlib
 import pickle
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import torch
 
 from medpeft.runtime import RunDir, RunInUse, run_slug
 from medpeft.runtime.rundir import config_digest
+
+from ..payloads import Exploit
 
 CONFIG = {"data": {"spec": "synthetic-cxr"}, "train": {"epochs": 2, "seed": 0}}
 
@@ -91,16 +92,6 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
     run.checkpoint_path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot be read .*truncated or corrupt; delete it"):
         started(tmp_path / "run", resume=True)
-
-
-class Exploit:
-    """Unpickled, it writes ``marker``: the trace that a payload ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.write_text, (self.marker, "ran"))
 
 
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])

@@ -34,11 +34,11 @@ line per run), test AUROC:
 | linear on it | 0.864 | 0.863 | 0.864 | 0.864 +- 0.001 | 0.77 |
 
 The bar of a mean of three seeds is the measured mean less three standard errors (or 3 points,
-whichever is larger): fft 0.873 - 3 x 0.032 / sqrt(3). The file takes about 130 s on an idle machine. lora and linear vary little across their
+whichever is larger): fft 0.873 - 3 x 0.032 / sqrt(3). lora and linear vary little across their
 seeds because they share one backbone, which is itself one draw of the fft recipe (std 0.032 on
 another CPU); their bars allow three of those standard deviations, and their tighter check is the
 per-seed margin over both references (at least 0.79 here). Accuracy at the validation threshold:
-0.76-0.81, above the majority class (0.625) in every run.
+0.76-0.81, above the majority class (0.625) in every run. The file takes about 130 s, idle.
 """
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def references(medmnist_root, tmp_path_factory) -> dict[int, dict[str, float]]:
     for seed in SEEDS:
         probe = finetune(bar_config("linear", seed, medmnist_root),
                          tmp_path_factory.mktemp("random-probe") / "run", console=QUIET, progress=False)
-        out[seed] = {"brightness": brightness_auroc(PNEUMONIA, medmnist_root, 0.1, seed), "random features": probe["test"]["auroc"]}
+        out[seed] = {"brightness": brightness_auroc(PNEUMONIA, medmnist_root, 0.1, seed),
+                     "random features": probe["test"]["auroc"]}
         print(f"\nBAR reference seed {seed}: brightness {out[seed]['brightness']:.4f}, "
               f"random features {out[seed]['random features']:.4f}")
     return out

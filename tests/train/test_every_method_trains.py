@@ -42,6 +42,7 @@ from medpeft.models import BackboneConfig
 from medpeft.train import finetune
 from medpeft.train import loop as loop_module
 
+from .test_optimizer_groups import WEIGHT_DECAY, expected_decay, expected_scale, groups_by_name
 from .tiny import QUIET, TINY_RESNET, TINY_VIT, tiny_run
 
 # tiny.py's ResNet-50 thinned to one bottleneck a stage and 1/8 of the widths (140 k parameters,
@@ -52,9 +53,7 @@ THIN_RESNET = BackboneConfig(TINY_RESNET.name, img_size=TINY_RESNET.img_size, dr
                                           "channels": [8, 16, 32, 64], "stem_width": 8})
 BACKBONES = {"vit": TINY_VIT, "resnet": THIN_RESNET}
 STEPS = 3  # 96 training images at batch 32, 1 epoch
-WEIGHT_DECAY, LAYER_DECAY = 0.05, 0.75  # TrainConfig's defaults, spelled out: the groups follow them
-STEM = ("cls_token", "pos_embed", "patch_embed.")
-NO_DECAY_TOKENS = ("cls_token", "pos_embed", "vpt_prompts", "vpt_deep_prompts")
+LAYER_DECAY = 0.75  # TrainConfig's default, spelled out: the groups follow it (and WEIGHT_DECAY)
 # method -> the tensors whose first-step gradient is exactly zero: each multiplies a factor that
 # starts at zero (so that the adapted model starts as the base model); every other method: none
 FIRST_STEP_SILENT = {
@@ -106,19 +105,6 @@ def watch(monkeypatch) -> list[Watched]:
     return runs
 
 
-def expected_scale(name: str, family: str, depth: int) -> float:
-    if family == "resnet":
-        return 1.0
-    if name.startswith(STEM):
-        return LAYER_DECAY ** (depth + 1)
-    block = re.match(r"blocks\.(\d+)\.", name)
-    return LAYER_DECAY ** (depth - int(block[1])) if block else 1.0
-
-
-def expected_decay(name: str, param: torch.Tensor) -> float:
-    return 0.0 if param.ndim <= 1 or name in NO_DECAY_TOKENS else WEIGHT_DECAY
-
-
 def method_family_pairs():
     return [pytest.param(name, family, id=f"{name}-{family}")
             for name, cls in METHODS.items() for family in ("vit", "resnet") if family in cls.families]
@@ -147,19 +133,15 @@ def test_finetune_trains_exactly_the_methods_tensors(name, family, watch, tmp_pa
     assert trainable == {n for n in params if rule(n)}
 
     # (a) the groups: exactly the trainable tensors, each once, with the rule's decay and lr scale
-    names = {id(p): n for n, p in params.items()}
-    in_groups = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    assert len(in_groups) == len(set(in_groups)), f"{name}: a tensor is in two groups"
+    in_groups = groups_by_name(model, optimizer)  # fails if a tensor is in two groups
     assert set(in_groups) == trainable, (f"{name}: missing from the optimizer {sorted(trainable - set(in_groups))[:5]}, "
                                          f"frozen in it {sorted(set(in_groups) - trainable)[:5]}")
-    depth = len(model.blocks) if family == "vit" else 0
     scheduled = {group["lr"] / group.get("lr_scale", 1.0) for group in optimizer.param_groups}
     assert max(scheduled) == pytest.approx(min(scheduled), rel=1e-9) and min(scheduled) > 0, scheduled
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            pname = names[id(param)]
-            assert group["weight_decay"] == expected_decay(pname, param), pname
-            assert group.get("lr_scale", 1.0) == pytest.approx(expected_scale(pname, family, depth)), pname
+    for pname, group in in_groups.items():
+        assert group["weight_decay"] == expected_decay(pname, params[pname]), pname
+        scale = expected_scale(pname, len(model.blocks), LAYER_DECAY) if family == "vit" else 1.0  # ResNet: none
+        assert group.get("lr_scale", 1.0) == pytest.approx(scale), pname
 
     # (b) every trainable tensor got a gradient and moved; (c) every frozen tensor is untouched
     assert len(run.grad_norms) == STEPS

@@ -48,11 +48,13 @@ def groups_by_name(model, optimizer) -> dict[str, dict]:
     return found
 
 
-def expected_scale(name: str, depth: int) -> float:
+def expected_scale(name: str, depth: int, decay: float = DECAY) -> float:
+    """A ViT tensor's layer-decay lr scale: the stem ``decay ** (depth + 1)``, block ``i``
+    ``decay ** (depth - i)``, everything else 1.0."""
     if name.startswith(STEM):
-        return DECAY ** (depth + 1)
+        return decay ** (depth + 1)
     block = re.match(r"blocks\.(\d+)\.", name)
-    return DECAY ** (depth - int(block[1])) if block else 1.0
+    return decay ** (depth - int(block[1])) if block else 1.0
 
 
 def expected_decay(name: str, param) -> float:
