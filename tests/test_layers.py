@@ -1,7 +1,7 @@
 """The package's layers stay in order: a module never imports a layer above its own.
 
-The order (docs/architecture.md, "Layers"): the base modules (config, registry, table,
-console) < data and models (independent of each other) < methods < runtime < train, eval,
+The order (docs/architecture.md, "Layers"): the base modules (serialization, registry, table,
+console) < data and models (independent of each other) < methods < runtime < train, inference,
 pretrain, diffusion (independent of each other) < studies and serve (independent of each other)
 < cli. The test reads every module's imports with ``ast``, so an import inside a function counts
 as much as one at the top.
@@ -16,7 +16,7 @@ import pytest
 import medpeft
 
 PACKAGE = Path(medpeft.__file__).parent
-BASE = {"config", "registry", "table", "console", "__init__"}
+BASE = {"serialization", "registry", "table", "console", "__init__"}
 # layer -> the layers it may import (besides itself)
 ALLOWED = {
     "base": set(),
@@ -25,18 +25,18 @@ ALLOWED = {
     "methods": {"base", "models"},
     "runtime": {"base", "data", "models", "methods"},
     "train": {"base", "data", "models", "methods", "runtime"},
-    "eval": {"base", "data", "models", "methods", "runtime"},
+    "inference": {"base", "data", "models", "methods", "runtime"},
     "pretrain": {"base", "data", "models", "methods", "runtime"},
     "diffusion": {"base", "data", "models", "methods", "runtime"},
-    "studies": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion"},
-    "serve": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain"},
-    "cli": {"base", "data", "models", "methods", "runtime", "train", "eval", "pretrain", "diffusion", "studies",
+    "studies": {"base", "data", "models", "methods", "runtime", "train", "inference", "pretrain", "diffusion"},
+    "serve": {"base", "data", "models", "methods", "runtime", "train", "inference", "pretrain"},
+    "cli": {"base", "data", "models", "methods", "runtime", "train", "inference", "pretrain", "diffusion", "studies",
             "serve"},
 }
 
 
 def layer_of(module: str) -> str:
-    """'medpeft.runtime.loop' -> 'runtime'; 'medpeft.config' -> 'base'; 'medpeft.cliargs' -> 'cli'."""
+    """'medpeft.runtime.loop' -> 'runtime'; 'medpeft.serialization' -> 'base'; 'medpeft.cliargs' -> 'cli'."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
     if top in BASE:
@@ -95,9 +95,9 @@ def test_no_module_imports_a_layer_above_its_own(path):
 def test_the_checker_sees_relative_and_nested_imports():
     """The reader itself: relative imports (one and two levels up) and imports inside functions."""
     assert "medpeft.runtime.rundir" in [t for t, _ in imports_of(PACKAGE / "runtime" / "loop.py")]
-    assert "medpeft.runtime" in [t for t, _ in imports_of(PACKAGE / "eval" / "run.py")]
+    assert "medpeft.runtime" in [t for t, _ in imports_of(PACKAGE / "inference" / "evaluate.py")]
     assert "medpeft.train" in [t for t, _ in imports_of(PACKAGE / "cli.py")]  # inside cmd_finetune
-    assert layer_of("medpeft.train.loop") == "train" and layer_of("medpeft.cliargs") == "cli"
-    assert "train" not in ALLOWED["eval"] and "eval" not in ALLOWED["train"]
+    assert layer_of("medpeft.train.finetuning") == "train" and layer_of("medpeft.cliargs") == "cli"
+    assert "train" not in ALLOWED["inference"] and "inference" not in ALLOWED["train"]
     assert "studies" not in ALLOWED["serve"] and "serve" not in ALLOWED["studies"]
     assert "data" not in ALLOWED["models"] and "models" not in ALLOWED["data"]

@@ -91,7 +91,7 @@ def _finetune_flags(parser: argparse.ArgumentParser) -> None:
 def run_config_from_args(args: argparse.Namespace):
     """Defaults, then --config YAML, then the flags typed on the command line."""
     from .cliargs import given_values
-    from .config import load_yaml, merge
+    from .serialization import load_yaml, merge
     from .runtime import RunConfig
 
     values = load_yaml(args.config) if args.config else {}
@@ -169,7 +169,7 @@ def _pretrain_flags(parser: argparse.ArgumentParser) -> None:
 def pretrain_config_from_args(args: argparse.Namespace):
     """Defaults, then --config YAML, then the flags typed on the command line."""
     from .cliargs import given_values
-    from .config import load_yaml, merge
+    from .serialization import load_yaml, merge
     from .pretrain import PretrainConfig
 
     given = given_values(args)
@@ -198,7 +198,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval import evaluate_run
+    from .inference import evaluate_run
     from .studies.listings import metrics_table
 
     metrics = evaluate_run(args.run, data_spec=args.data, data_root=args.data_root, split=args.split,
@@ -210,8 +210,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .cliargs import given_values
-    from .config import from_dict
-    from .eval import PredictConfig, predict_files
+    from .serialization import from_dict
+    from .inference import PredictConfig, predict_files
     from .table import Table
 
     config = from_dict(PredictConfig, given_values(args).get("predict", {}), where="predict")
@@ -229,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .cliargs import given_values
-    from .config import from_dict, load_yaml, merge
+    from .serialization import from_dict, load_yaml, merge
     from .serve.config import ServeConfig
     from .serve.server import api_key_from, serve
 
@@ -240,7 +240,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .eval import export_run
+    from .inference import export_run
 
     result = export_run(args.run, args.out)
     console.print(f"{result.path}: {result.note} (largest output difference to the adapted model on a probe "
@@ -360,9 +360,9 @@ def _diffusion_flags(parser: argparse.ArgumentParser, adapt: bool) -> None:
 def diffusion_config_from_args(args: argparse.Namespace):
     """Defaults, then --config YAML, then the flags typed; an adaptation inherits its base's UNet."""
     from .cliargs import given_values
-    from .config import load_yaml, merge
+    from .serialization import load_yaml, merge
     from .diffusion import DiffusionConfig
-    from .diffusion.run import with_base_defaults
+    from .diffusion.training import with_base_defaults
 
     values = load_yaml(args.config) if args.config else {}
     given = given_values(args)
@@ -397,7 +397,7 @@ def cmd_diffusion_generate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .diffusion import images_for, load_model
-    from .diffusion.run import read_channels, resolve_model
+    from .diffusion.training import read_channels, resolve_model
     from .diffusion.sample import save_grid
 
     unet, config, _ = load_model(args.run)
@@ -419,8 +419,8 @@ def cmd_diffusion_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_diffusion_study(args: argparse.Namespace) -> int:
-    from .studies.diffusion import DIFFUSION
-    from .studies.diffusion_report import report_diffusion_study
+    from .studies.generative import DIFFUSION
+    from .studies.generative_report import report_diffusion_study
     from .studies.runner import run_study, run_worker, study_status
 
     if args.diffusion_study_command == "run":
@@ -493,7 +493,7 @@ def _diffusion_commands(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .cliargs import HelpFormatter, add_dataclass_flags
-    from .eval.predict import PredictConfig
+    from .inference.predict import PredictConfig
     from .serve.config import ServeConfig
 
     parser = argparse.ArgumentParser(prog="medpeft", description=__doc__.splitlines()[0])

@@ -14,7 +14,7 @@ import typing
 
 import yaml
 
-from .config import field_help
+from .serialization import field_help
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

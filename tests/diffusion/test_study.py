@@ -6,8 +6,8 @@ import csv
 
 import yaml
 
-from medpeft.studies.diffusion import DIFFUSION, load_diffusion_study
-from medpeft.studies.diffusion_report import report_diffusion_study
+from medpeft.studies.generative import DIFFUSION, load_diffusion_study
+from medpeft.studies.generative_report import report_diffusion_study
 from medpeft.studies.runner import run_worker
 
 from .conftest import TINY_DATA, tiny_values

@@ -98,7 +98,7 @@ def test_a_cached_base_from_before_a_new_option_is_reused(tiny_base, tmp_path, m
     """A cached model whose config.yaml lacks an option added later is not remade."""
     import yaml
 
-    from medpeft.diffusion.run import ensure_model, publish
+    from medpeft.diffusion.training import ensure_model, publish
 
     monkeypatch.setenv("MEDPEFT_CACHE", str(tmp_path / "cache"))
     target = publish(tiny_base, "tiny")
@@ -114,7 +114,7 @@ def test_a_cached_base_from_before_a_new_option_is_reused(tiny_base, tmp_path, m
 def test_a_cached_base_made_with_another_config_is_never_replaced(tiny_base, tmp_path, monkeypatch):
     import dataclasses
 
-    from medpeft.diffusion.run import ensure_model, publish, train_diffusion
+    from medpeft.diffusion.training import ensure_model, publish, train_diffusion
     from medpeft.models.cache import CheckpointConflict
 
     monkeypatch.setenv("MEDPEFT_CACHE", str(tmp_path / "cache"))

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from medpeft.methods import apply_method, create_method, load_adapter, save_adapter
-from medpeft.methods.base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from medpeft.methods._base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 from .conftest import make_inputs, make_model, perturb
 

@@ -120,7 +120,7 @@ def test_forward_and_backward_equal_the_reference_formula(frozen_base):
 def test_dropout_drops_the_sampled_positions_in_both_passes():
     """With a given drop set the function is the reference formula on ``x * mask / keep``: checked by
     gradcheck in float64 against finite differences, and against the formula itself."""
-    from medpeft.methods.lora_function import QVLoRAFunction, dropped_positions
+    from medpeft.methods._lora_function import QVLoRAFunction, dropped_positions
 
     layer = _layer(dropout=0.3, d=6, rank=2, dtype=torch.float64)
     x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
@@ -141,7 +141,7 @@ def test_sampled_dropout_positions_are_bernoulli(p):
     """Each element is dropped with probability p, independently: the count is Binomial(n, p), the
     positions are distinct, in range and sorted, and neighbours are dropped together as often as
     independence says (p^2)."""
-    from medpeft.methods.lora_function import dropped_positions
+    from medpeft.methods._lora_function import dropped_positions
 
     torch.manual_seed(0)
     n = 200_000

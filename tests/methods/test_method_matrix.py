@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from medpeft.methods import (METHODS, adapter_state_dict, apply_method, count_parameters, create_method,
                              load_adapter, save_adapter)
-from medpeft.methods.base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from medpeft.methods._base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 from .conftest import EXPECTED_TRAINABLE, make_inputs, make_model, method_family_pairs, perturb
 

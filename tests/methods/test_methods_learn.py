@@ -49,7 +49,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from medpeft.methods import METHODS
-from medpeft.methods.base import ADAPTER_WEIGHTS, read_adapter_config
+from medpeft.methods._base import ADAPTER_WEIGHTS, read_adapter_config
 from medpeft.models import BackboneConfig
 from medpeft.models.backbones import head_names
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig, build_model

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-import medpeft.pretrain.loop as loop
+import medpeft.pretrain.pretraining as loop
 from medpeft.cli import main
 from medpeft.models import create_backbone, load_pretrained, read_state_dict
 from medpeft.models.cache import CheckpointConflict

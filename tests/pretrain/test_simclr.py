@@ -58,7 +58,7 @@ def test_simclr_pretrains_a_resnet_whose_encoder_loads_for_fine_tuning(tmp_path,
 
 def test_the_held_out_loss_is_the_same_for_the_same_weights(tmp_path):
     from medpeft.pretrain.data import load_unlabeled
-    from medpeft.pretrain.loop import heldout_loss
+    from medpeft.pretrain.pretraining import heldout_loss
     config = simclr_config().resolved()
     data = load_unlabeled(config.data, config.backbone, 16, "simclr")
     torch.manual_seed(0)

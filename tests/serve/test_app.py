@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from medpeft.eval import predict_files
+from medpeft.inference import predict_files
 from medpeft.serve.app import create_app
 from medpeft.serve.config import ServeConfig
 from medpeft.serve.pool import AdapterPool

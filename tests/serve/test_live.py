@@ -8,7 +8,7 @@ import csv
 import httpx
 import pytest
 
-from medpeft.eval import predict_files
+from medpeft.inference import predict_files
 
 from ..runs import write_dicom, write_png
 from .test_app import png_bytes, png_header_only

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from medpeft.eval import predict_files
+from medpeft.inference import predict_files
 
 from ..conftest import in_ci
 from ..runs import write_dicom, write_png

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medpeft.eval import RunPredictor
+from medpeft.inference import RunPredictor
 from medpeft.methods import METHODS, save_adapter
 from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, RunDir, TrainConfig, build_model, resolve_run_config

@@ -49,7 +49,7 @@ import pytest
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
-from medpeft.methods.base import ADAPTER_WEIGHTS
+from medpeft.methods._base import ADAPTER_WEIGHTS
 from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig
 from medpeft.train import finetune

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from medpeft.train import finetune
-from medpeft.train import loop as loop_module
+from medpeft.train import finetuning as loop_module
 
 from .tiny import QUIET, tiny_run
 

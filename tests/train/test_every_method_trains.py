@@ -40,7 +40,7 @@ from safetensors.torch import load_file
 from medpeft.methods import METHODS
 from medpeft.models import BackboneConfig
 from medpeft.train import finetune
-from medpeft.train import loop as loop_module
+from medpeft.train import finetuning as loop_module
 
 from .test_optimizer_groups import WEIGHT_DECAY, expected_decay, expected_scale, groups_by_name
 from .tiny import QUIET, TINY_RESNET, TINY_VIT, tiny_run

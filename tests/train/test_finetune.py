@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from medpeft.cli import main
-from medpeft.eval import evaluate_run
+from medpeft.inference import evaluate_run
 from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig, TrainingDiverged
 from medpeft.train import finetune
-from medpeft.train import loop as loop_module
+from medpeft.train import finetuning as loop_module
 from rich.console import Console
 
 QUIET = Console(quiet=True)
@@ -110,7 +110,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, mo
 def test_a_run_started_by_an_earlier_medpeft_resumes(tmp_path, monkeypatch):
     """A field added since the run started (at its default) or a value that used to be written
     out resolved must not block --resume: configs are compared as today's code reads them."""
-    from medpeft.config import load_yaml, save_yaml
+    from medpeft.serialization import load_yaml, save_yaml
     from medpeft.runtime import resolve_run_config
     from medpeft.runtime.rundir import config_digest
     config = tiny_config(method="fft", epochs=3, keep_checkpoint=True)
@@ -220,7 +220,7 @@ def test_min_steps_raises_the_epochs_of_a_small_label_fraction(tmp_path):
 
 def test_a_short_run_and_a_warmup_as_long_as_the_run_are_warned_about():
     from medpeft.runtime import Plan, TrainConfig as Train
-    from medpeft.train.loop import MIN_STEPS, plan_warnings
+    from medpeft.train.finetuning import MIN_STEPS, plan_warnings
     train = Train(warmup_epochs=1.0)
     short = plan_warnings(Plan(steps_per_epoch=1, total_steps=MIN_STEPS - 1, epochs=MIN_STEPS - 1, warmup_steps=1),
                           47, train)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import BatchSampler, RandomSampler
 
-from medpeft.methods.base import ADAPTER_WEIGHTS
+from medpeft.methods._base import ADAPTER_WEIGHTS
 from medpeft.runtime import build_model, resolve_run_config
 from medpeft.runtime.distributed import ShardedBatches
 from medpeft.train import finetune, finetune_parallel

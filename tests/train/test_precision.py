@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from medpeft.train import finetune
-from medpeft.train import loop as train_loop
+from medpeft.train import finetuning as train_loop
 
 from .tiny import QUIET, tiny_run
 

@@ -12,7 +12,7 @@ import math
 import string
 from dataclasses import dataclass, field
 
-from ..config import from_dict, to_dict
+from ..serialization import from_dict, to_dict
 from ..data.fractions import check_fraction
 from ..runtime.device import check_device_name
 from .methods import DIFFUSION_METHODS, create_method

@@ -37,8 +37,8 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from ..config import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
-from ..methods.base import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, base_fingerprint, load_adapter_state,
+from ..serialization import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
+from ..methods._base import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, base_fingerprint, load_adapter_state,
                             mark_trainable, read_adapter_weights)
 from ..registry import Registry
 

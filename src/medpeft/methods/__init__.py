@@ -6,7 +6,7 @@ method, so adding a method is adding a file.
 import importlib
 import pkgutil
 
-from .base import (METHODS, Method, MethodConfig, adapter_state_dict, apply_method, count_parameters,
+from ._base import (METHODS, Method, MethodConfig, adapter_state_dict, apply_method, count_parameters,
                    create_method, describe_trainable, load_adapter, load_adapter_state,
                    read_adapter_config, read_adapter_weights, register_method, save_adapter)
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from .base import Method, MethodConfig, register_method
+from ._base import Method, MethodConfig, register_method
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 

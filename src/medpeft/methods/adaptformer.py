@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .adapters import ParallelAdapter, ParallelAdapterConfig
-from .base import register_method
+from ._base import register_method
 
 
 @dataclass

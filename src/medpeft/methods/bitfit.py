@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.backbones import family_of
-from .base import MethodConfig, SelectionMethod, register_method
+from ._base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .base import MethodConfig, WrapperMethod, register_method
+from ._base import MethodConfig, WrapperMethod, register_method
 
 
 @dataclass

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .base import Method, MethodConfig, register_method
+from ._base import Method, MethodConfig, register_method
 
 
 @dataclass

@@ -12,7 +12,7 @@ the full 3d-wide output (a different method, offered as ``lora-qkv`` via peft it
 The wrapper subclasses ``nn.Linear`` and shares the original weight and bias, so the base
 tensors keep their names (``blocks.0.attn.qkv.weight``) and pretrained checkpoints and
 adapters load the same way before and after injection. Its forward and backward pass are
-written out in :mod:`medpeft.methods.lora_function` (why, with the profile: there); the
+written out in :mod:`medpeft.methods._lora_function` (why, with the profile: there); the
 formula they compute is :meth:`QVLoRALinear.reference_forward`.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import MethodConfig, WrapperMethod, register_method
-from .lora_function import qv_lora
+from ._base import MethodConfig, WrapperMethod, register_method
+from ._lora_function import qv_lora
 
 
 @dataclass

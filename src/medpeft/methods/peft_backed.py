@@ -33,7 +33,7 @@ import torch.nn as nn
 from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from .base import Method, MethodConfig, register_method
+from ._base import Method, MethodConfig, register_method
 
 ADAPTER_NAME = "default"  # peft's adapter name; medpeft keeps one adapter per model
 VIT_BLOCKS_ONLY = r"(?!blocks\.\d+\.).*"  # peft exclude_modules regex (full match): names outside the blocks

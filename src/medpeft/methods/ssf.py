@@ -37,7 +37,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm as TimmLayerNorm
 
 from ..models.backbones import family_of, head_names
-from .base import MethodConfig, WrapperMethod, register_method
+from ._base import MethodConfig, WrapperMethod, register_method
 
 
 @dataclass

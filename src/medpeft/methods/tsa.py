@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.backbones import head_names
-from .base import MethodConfig, WrapperMethod, register_method
+from ._base import MethodConfig, WrapperMethod, register_method
 
 INITS = ("zero", "eye")
 EYE_SCALE = 1e-4  # the reference code's scale of the identity start of residual adapters

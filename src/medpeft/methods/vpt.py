@@ -36,7 +36,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
-from .base import Method, MethodConfig, register_method
+from ._base import Method, MethodConfig, register_method
 
 
 @dataclass

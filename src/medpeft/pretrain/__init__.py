@@ -8,7 +8,7 @@ Checkpoints are MAE's layout, so ``medpeft finetune --checkpoint <file or name>`
 """
 from .config import MAEConfig, PretrainConfig, PretrainDataConfig, PretrainTrainConfig
 from .ensure import ensure_pretrained
-from .loop import pretrain
+from .pretraining import pretrain
 from .mae import MaskedAutoencoderViT, build_mae, random_masking
 
 __all__ = ["MAEConfig", "PretrainConfig", "PretrainDataConfig", "PretrainTrainConfig",

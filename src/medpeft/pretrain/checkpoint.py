@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..config import save_json
+from ..serialization import save_json
 from ..models.cache import checkpoint_dir, read_card, refuse_other_config
 from .config import PretrainConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..config import from_dict, merge, to_dict
+from ..serialization import from_dict, merge, to_dict
 from ..models.backbones import BackboneConfig
 from ..runtime.device import check_device_name
 from ..runtime.precision import check_precision

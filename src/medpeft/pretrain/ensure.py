@@ -20,7 +20,7 @@ from ..models.cache import cache_root, checkpoint_dir
 from ..runtime import RunDir
 from .checkpoint import check_publishable, normalised, publish
 from .config import PretrainConfig
-from .loop import checkpoint_name, pretrain
+from .pretraining import checkpoint_name, pretrain
 
 
 def ensure_pretrained(name: str, config: PretrainConfig, *, console: Console | None = None,

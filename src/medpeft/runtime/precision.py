@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import atomic_write_text
+from ..serialization import atomic_write_text
 from ..models.cache import cache_root
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

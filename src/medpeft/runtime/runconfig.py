@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import from_dict, to_dict
+from ..serialization import from_dict, to_dict
 from ..data.fractions import check_fraction
 from ..data.transforms import AUGMENTATIONS
 from ..methods import METHODS, Method, MethodConfig

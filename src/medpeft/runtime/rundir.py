@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from ..config import load_json, load_yaml, save_json, save_yaml
+from ..serialization import load_json, load_yaml, save_json, save_yaml
 
 try:
     import fcntl

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.base import DataError, ImageTooLarge, UnsupportedImage
 from ..data.decode import decode_image
-from ..eval.explain import display_image, overlay
+from ..inference.explain import display_image, overlay
 from .batcher import Batcher, Overloaded
 from .config import ServeConfig
 from .pool import AdapterPool, ServedRun

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import to_dict
-from ..eval import RunOutputs, RunPredictor, load_run_model, run_thresholds
+from ..serialization import to_dict
+from ..inference import RunOutputs, RunPredictor, load_run_model, run_thresholds
 from ..methods import apply_method, count_parameters, create_method, read_adapter_config, read_adapter_weights
-from ..methods.base import base_fingerprint
+from ..methods._base import base_fingerprint
 from ..models import create_backbone, family_of
 from ..models.backbones import head_names
 from ..runtime import RunConfig, RunDir, build_base, probabilities, resolve_device

@@ -84,7 +84,7 @@ def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None 
 
 def method_options_table(name: str) -> Table:
     """One method's options: name, type, default and help, from its config dataclass."""
-    from ..config import field_help
+    from ..serialization import field_help
     from ..methods import METHODS
 
     cls = METHODS.get(name)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import atomic_write_text
+from ..serialization import atomic_write_text
 from ..table import Table
 from . import records as rec
 from .grid import Grid, build_grid

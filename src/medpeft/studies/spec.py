@@ -33,7 +33,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import from_dict, load_yaml, merge, to_dict
+from ..serialization import from_dict, load_yaml, merge, to_dict
 from ..methods import METHODS
 from ..models import BackboneConfig
 from ..pretrain import PretrainConfig

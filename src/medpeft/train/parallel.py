@@ -14,7 +14,7 @@ from rich.console import Console
 
 from ..runtime import RunConfig, RunDir, resolve_device, resolve_run_config
 from ..runtime.distributed import free_port, init
-from .loop import finetune
+from .finetuning import finetune
 
 
 def finetune_parallel(config: RunConfig, out_dir, nproc: int, *, resume: bool = False, console: Console | None = None,

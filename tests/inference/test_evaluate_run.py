@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from medpeft.cli import main
 from medpeft.data import load_dataset
-from medpeft.eval import evaluate_run, load_run_model
+from medpeft.inference import evaluate_run, load_run_model
 from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig, load_splits, make_loader
 from medpeft.train import finetune

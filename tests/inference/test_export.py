@@ -12,8 +12,8 @@ import timm
 import torch
 
 from medpeft.cli import main
-from medpeft.eval import export_run, load_exported
-from medpeft.eval.export import EXPORT_CONFIG, EXPORT_WEIGHTS
+from medpeft.inference import export_run, load_exported
+from medpeft.inference.export import EXPORT_CONFIG, EXPORT_WEIGHTS
 from medpeft.methods import METHODS, apply_method, save_adapter
 from medpeft.runtime import DataConfig, RunConfig, RunDir, TrainConfig, build_base, resolve_run_config
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from timm.models.vision_transformer import Attention
 
-from medpeft.eval.explain import EXPLAINERS, attention_rollout, display_image, explain, overlay
+from medpeft.inference.explain import EXPLAINERS, attention_rollout, display_image, explain, overlay
 from medpeft.methods import apply_method, create_method
 from medpeft.models import BackboneConfig, create_backbone
 

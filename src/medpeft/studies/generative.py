@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import from_dict, merge
+from ..serialization import from_dict, merge
 from ..diffusion import DIFFUSION_METHODS, DiffusionConfig, ensure_model
 from ..runtime import RunConfig, RunDir, RunInUse, run_slug
 from .engine import POLL, Engine

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from medpeft.cli import main
-from medpeft.config import coerce
+from medpeft.serialization import coerce
 from medpeft.runtime import RunConfig, TrainConfig
 
 
@@ -88,7 +88,7 @@ def test_atomic_save_tensors_round_trips_and_leaves_nothing_when_it_fails(tmp_pa
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from medpeft.config import atomic_save_tensors
+    from medpeft.serialization import atomic_save_tensors
 
     tensors = {"a": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64)}
     atomic_save_tensors(tmp_path / "w.safetensors", tensors)

@@ -27,7 +27,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from ..console import make_console
-from ..methods.base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..methods._base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from ..models.cache import cache_root, checkpoint_dir, refuse_other_config
 from ..runtime import EpochEnd, EpochStats, Job, LoopSettings, Plan, RunDir, resolve_device, run_epochs, seed_everything
 from ..runtime.rundir import CONFIG, METRICS
@@ -167,7 +167,7 @@ def load_model(reference: str) -> tuple[nn.Module, DiffusionConfig, DiffusionMet
 
 
 def read_channels(folder: Path) -> int:
-    from ..config import load_json
+    from ..serialization import load_json
 
     return int(load_json(folder / ADAPTER_CONFIG, "adapter config").get("channels", 1))
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..config import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
+from ..serialization import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
 from ..models.backbones import closed_residual_branches, family_of, head_names
 from ..registry import Registry
 

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from medpeft.cli import main
-from medpeft.eval import evaluate_run
+from medpeft.inference import evaluate_run
 from medpeft.models import BackboneConfig
 from medpeft.runtime import DataConfig, RunConfig, TrainConfig
 from medpeft.train import finetune
@@ -82,7 +82,7 @@ def test_other_labels_or_another_order_are_refused(run, tmp_path):
         evaluate_run(run, data_spec=f"csv:{csv}?labels=effusion,nodule", n_bootstrap=0)
     adapter = json.loads((run / "adapter_config.json").read_text())
     swapped = dict(adapter, labels=list(reversed(adapter["labels"])))
-    from medpeft.eval import check_labels
+    from medpeft.inference import check_labels
     from medpeft.data import load_dataset
     info = load_dataset(DATA).info
     with pytest.raises(ValueError, match="the same labels in another order"):

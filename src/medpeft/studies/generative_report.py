@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import atomic_write_text
+from ..serialization import atomic_write_text
 from ..table import Table
-from .diffusion import NO_ADAPTATION
+from .generative import NO_ADAPTATION
 
 FLOOR = "Real vs real (floor)"
 METRICS = {  # key -> (title, lower is better, scale, format)
@@ -127,7 +127,7 @@ def report_diffusion_study(path, *, storage: str | None = None, work_dir=None, o
     """Write the generative table of a diffusion study's finished cells and print its tables."""
     from ..console import make_console
     from ..models.cache import checkpoint_dir
-    from .diffusion import DiffusionEngine, judge_dir, load_diffusion_study
+    from .generative import DiffusionEngine, judge_dir, load_diffusion_study
     from .runner import work_dir_of
 
     console = console or make_console()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .base import MethodConfig, SelectionMethod, register_method
+from ._base import MethodConfig, SelectionMethod, register_method
 
 
 @dataclass

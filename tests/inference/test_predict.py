@@ -11,7 +11,7 @@ from PIL import Image
 
 from medpeft.cli import main
 from medpeft.data import load_dataset
-from medpeft.eval import PredictConfig, RunOutputs, evaluate_run, gather_images, predict_files
+from medpeft.inference import PredictConfig, RunOutputs, evaluate_run, gather_images, predict_files
 from medpeft.runtime import compute_metrics
 
 from ..runs import SYNTHETIC, VIT16, train, write_dicom, write_png

@@ -34,11 +34,11 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..config import atomic_save_tensors, atomic_write_text
+from ..serialization import atomic_save_tensors, atomic_write_text
 from ..data.transforms import per_channel
 from ..methods import apply_method, create_method, read_adapter_config
 from ..models import BackboneConfig, create_backbone, timm_model_args
-from .run import load_run_model, stored_thresholds
+from .evaluate import load_run_model, stored_thresholds
 
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "config.json"
@@ -83,7 +83,7 @@ def export_run(run_dir, out_dir=None) -> Export:
                 f"{method.name} changes no architecture: a plain timm model")
     else:
         note = (f"{method.name} cannot be merged into the base weights; its modules are in the weights: "
-                "load with medpeft.eval.load_exported")
+                "load with medpeft.inference.load_exported")
     with torch.no_grad():
         diff = float((model.eval()(probe) - reference).abs().max())
     scale = float(reference.abs().max()) + 1.0

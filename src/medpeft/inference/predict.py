@@ -34,7 +34,7 @@ from ..runtime import RunConfig, autocast_for, probabilities, resolve_device
 from ..runtime.device import check_device_name
 from .explain import display_image, explain, explanation_target, overlay
 from .outputs import RunOutputs
-from .run import load_run_model, run_thresholds
+from .evaluate import load_run_model, run_thresholds
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp")
 

@@ -6,7 +6,7 @@ from .explain import EXPLAINERS, explain, overlay
 from .export import Export, export_run, load_exported, read_export_card
 from .outputs import RunOutputs
 from .predict import PredictConfig, PredictSummary, RunPredictor, gather_images, predict_files
-from .run import check_labels, evaluate_run, load_run_model, run_thresholds
+from .evaluate import check_labels, evaluate_run, load_run_model, run_thresholds
 
 __all__ = ["EXPLAINERS", "explain", "overlay", "Export", "export_run", "load_exported", "read_export_card",
            "RunOutputs", "PredictConfig", "PredictSummary", "RunPredictor", "gather_images", "predict_files",
