@@ -36,12 +36,12 @@ ALLOWED = {
 
 
 def layer_of(module: str) -> str:
-    """'medpeft.runtime.loop' -> 'runtime'; 'medpeft.serialization' -> 'base'; 'medpeft.cliargs' -> 'cli'."""
+    """'medpeft.runtime.loop' -> 'runtime'; 'medpeft.serialization' -> 'base'; 'medpeft.cli.flags' -> 'cli'."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
     if top in BASE:
         return "base"
-    if top in ("cli", "cliargs", "__main__"):
+    if top in ("cli", "__main__"):
         return "cli"
     if top not in ALLOWED:
         raise AssertionError(f"{module}: package {top!r} has no layer; add it to ALLOWED and docs/architecture.md")
@@ -96,8 +96,8 @@ def test_the_checker_sees_relative_and_nested_imports():
     """The reader itself: relative imports (one and two levels up) and imports inside functions."""
     assert "medpeft.runtime.rundir" in [t for t, _ in imports_of(PACKAGE / "runtime" / "loop.py")]
     assert "medpeft.runtime" in [t for t, _ in imports_of(PACKAGE / "inference" / "evaluate.py")]
-    assert "medpeft.train" in [t for t, _ in imports_of(PACKAGE / "cli.py")]  # inside cmd_finetune
-    assert layer_of("medpeft.train.finetuning") == "train" and layer_of("medpeft.cliargs") == "cli"
+    assert "medpeft.train" in [t for t, _ in imports_of(PACKAGE / "cli" / "finetune.py")]  # inside cmd_finetune
+    assert layer_of("medpeft.train.finetuning") == "train" and layer_of("medpeft.cli.flags") == "cli"
     assert "train" not in ALLOWED["inference"] and "inference" not in ALLOWED["train"]
     assert "studies" not in ALLOWED["serve"] and "serve" not in ALLOWED["studies"]
     assert "data" not in ALLOWED["models"] and "models" not in ALLOWED["data"]

@@ -25,6 +25,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}  # old name -> registered name (still accepted, never listed)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@METHODS.register("lora")``."""
@@ -36,13 +37,19 @@ class Registry(Generic[T]):
         return add
 
     def add(self, name: str, obj: T) -> None:
-        if name in self._items:
+        if name in self._items or name in self._aliases:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
 
+    def alias(self, old: str, name: str) -> None:
+        """Accept ``old`` for ``name`` (a renamed entry that saved files still use); not listed."""
+        if old in self._items or old in self._aliases:
+            raise ValueError(f"{self.kind} {old!r} is registered twice")
+        self._aliases[old] = name
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._items[self._aliases.get(name, name)]
         except KeyError:
             raise UnknownNameError(self.unknown_message(name)) from None
 
@@ -55,7 +62,7 @@ class Registry(Generic[T]):
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

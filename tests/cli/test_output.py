@@ -20,7 +20,7 @@ from medpeft.methods import METHODS
 def piped(monkeypatch):
     """The CLI's console writing to a non-terminal buffer at the default 80 columns."""
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "console", make_console(file=buffer, width=80))
+    monkeypatch.setattr(cli.common, "console", make_console(file=buffer, width=80))
     return buffer
 
 
@@ -48,8 +48,11 @@ def test_formats_csv_json_md(piped):
     piped.truncate(0), piped.seek(0)
     main(["methods", "lora", "--format", "json"])
     data = json.loads(piped.getvalue())
-    assert [r["option"] for r in data["rows"]] == ["--rank", "--alpha", "--dropout"]
+    assert [r["option"] for r in data["rows"]] == ["--rank", "--alpha", "--dropout", "--targets"]
     assert data["rows"][0]["default"] == "8"
+    piped.truncate(0), piped.seek(0)
+    main(["methods", "lora", "--backbone", "unet", "--format", "json"])  # the UNet's own defaults
+    assert [r["default"] for r in json.loads(piped.getvalue())["rows"]] == ["4", "None", "0.0", "None"]
     piped.truncate(0), piped.seek(0)
     main(["methods", "fft", "--format", "md"])
     assert "no options of its own" in piped.getvalue()
@@ -67,10 +70,10 @@ def test_finetune_help_has_a_section_per_method(capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
     text = capsys.readouterr().out
-    for name in METHODS.names():
-        assert f"--method {name}:" in text, name
+    for name, cls in METHODS.items():  # the classifiers' methods, not the UNet-only ones
+        assert (f"--method {name}:" in text) == bool({"vit", "resnet"} & set(cls.families)), name
     lora = text.split("--method lora:")[1].split("--method ")[0]
-    assert "dropout on the LoRA branch input (default 0.1)" in " ".join(lora.split())
+    assert "dropout on the LoRA branch input (UNet: 0) (default 0.1)" in " ".join(lora.split())
 
 
 @pytest.mark.parametrize("text", ["data/[archive] csv/m.csv", "runs/[/b]x", "csv:ok"])

@@ -30,7 +30,7 @@ def test_the_model_overfits_a_tiny_set(tmp_path):
 
 def test_sampling_is_deterministic_per_seed(tiny_base):
     unet, config, method = load_model(str(tiny_base))
-    assert method.name == "full"
+    assert method.name == "fft"  # a base model is full fine-tuning (its config says full, the old name)
     prompts = ["a chest X-ray with effusion"] * 3
     first = images_for(unet, config, prompts, 1, seed=7)
     assert first.shape == (3, 1, 16, 16) and 0 <= first.min() and first.max() <= 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medpeft.methods import apply_method, count_parameters, create_method
-from medpeft.methods.adapters import Bottleneck, ParallelAdapterBlock, SequentialAdapterBlock
+from medpeft.methods._bottleneck import Bottleneck, ParallelAdapterBlock, SequentialAdapterBlock
 from medpeft.models import BackboneConfig, create_backbone
 
 from .conftest import make_inputs, make_model, perturb

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from medpeft.methods import apply_method, count_parameters, create_method
-from medpeft.methods.adapters import ParallelAdapterBlock
+from medpeft.methods._bottleneck import ParallelAdapterBlock
 from medpeft.models import BackboneConfig, create_backbone
 
 from .conftest import make_model

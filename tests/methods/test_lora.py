@@ -74,7 +74,7 @@ def test_bad_options(options, match):
 
 
 def test_lora_on_resnet_is_refused_with_the_families_it_fits():
-    with pytest.raises(ValueError, match="fits vit backbones, not resnet"):
+    with pytest.raises(ValueError, match="fits vit and unet backbones, not resnet"):
         apply_method(make_model("resnet"), create_method("lora"))
 
 

@@ -58,14 +58,16 @@ def test_simclr_pretrains_a_resnet_whose_encoder_loads_for_fine_tuning(tmp_path,
 
 def test_the_held_out_loss_is_the_same_for_the_same_weights(tmp_path):
     from medpeft.pretrain.data import load_unlabeled
-    from medpeft.pretrain.pretraining import heldout_loss
+    from medpeft.pretrain.pretraining import VAL_MASK_SEED, objective_loss
+    from medpeft.runtime import heldout_loss
     config = simclr_config().resolved()
     data = load_unlabeled(config.data, config.backbone, 16, "simclr")
     torch.manual_seed(0)
     model = build_simclr(config.backbone, 32, 64, 0.1)
-    first = heldout_loss(model, data.val, 8, torch.device("cpu"), None)
+    loss = objective_loss(model, torch.device("cpu"))
+    first = heldout_loss(model, loss, data.val, 8, VAL_MASK_SEED)
     state = torch.random.get_rng_state()
-    assert heldout_loss(model, data.val, 8, torch.device("cpu"), None) == first
+    assert heldout_loss(model, loss, data.val, 8, VAL_MASK_SEED) == first
     assert torch.equal(torch.random.get_rng_state(), state)  # training's random stream is untouched
 
 

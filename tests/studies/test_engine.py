@@ -421,7 +421,7 @@ def test_the_start_up_trials_of_a_search_spread_over_the_range():
     range. Mixed seeds must spread them (and keep them reproducible)."""
     import math
 
-    from medpeft.studies.engine import trial_sampler
+    from medpeft.studies.search import trial_sampler
 
     def draws(seed):
         study = optuna.create_study(direction="maximize")

@@ -9,9 +9,8 @@ the generative half).
 """
 from .config import (CaptionConfig, DiffusionConfig, DiffusionDataConfig, DiffusionTrainConfig, SampleConfig,
                      ScoreConfig, TextConfig, UNetConfig)
-from .methods import DIFFUSION_METHODS, create_method
 from .training import ensure_model, images_for, load_model, train_diffusion
 
 __all__ = ["CaptionConfig", "DiffusionConfig", "DiffusionDataConfig", "DiffusionTrainConfig", "SampleConfig",
-           "ScoreConfig", "TextConfig", "UNetConfig", "DIFFUSION_METHODS", "create_method", "ensure_model",
+           "ScoreConfig", "TextConfig", "UNetConfig", "ensure_model",
            "images_for", "load_model", "train_diffusion"]

@@ -2,7 +2,8 @@
 
 One schema serves pretraining and adaptation: a pretraining run is ``method: full`` with no
 ``base`` (random initialisation); an adaptation run names its ``base`` (a diffusion run
-directory or a cached name) and a method from :data:`medpeft.diffusion.methods.DIFFUSION_METHODS`.
+directory or a cached name) and a method of :data:`medpeft.methods.METHODS` that fits the ``unet``
+family (`medpeft methods --backbone unet`; ``full`` is the old name of ``fft``, ``bias`` of ``bitfit``).
 A run with ``train.steps: 0`` trains nothing: it scores its base model on the target's prompts
 (the "no adaptation" row of a study).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from ..serialization import from_dict, to_dict
 from ..data.fractions import check_fraction
 from ..runtime.device import check_device_name
-from .methods import DIFFUSION_METHODS, create_method
+from ..methods import METHODS, MethodConfig, method_config
 
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # diffusers' beta schedules
 SAMPLERS = ("ddim", "ddpm")
@@ -172,19 +173,20 @@ class DiffusionConfig:
     text: TextConfig = field(default_factory=TextConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     base: str | None = None  # pretrained diffusion model: a run directory or a cached name; None = random init
-    method: str = "full"  # adaptation method (see `medpeft diffusion methods`)
-    method_options: dict = field(default_factory=dict)  # the method's own options, e.g. {rank: 4}
+    method: str = "full"  # adaptation method (see `medpeft methods --backbone unet`); full = fft
+    method_options: MethodConfig | None = None  # the method's own options, e.g. {rank: 4}; None: its UNet defaults
     train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def __post_init__(self):
-        create_method(self.method, self.method_options)  # validates the name and the options
+        # the name, the options (over the method's UNet defaults) and that the method fits a UNet
+        self.method_options = method_config(self.method, self.method_options, family="unet")
         levels = len(self.unet.channels)
         if self.data.img_size % 2 ** (levels - 1):
             raise ValueError(f"img_size {self.data.img_size} must be divisible by {2 ** (levels - 1)} "
                              f"({levels} UNet levels halve it {levels - 1} times)")
-        if self.base is None and self.method != "full":
+        if self.base is None and METHODS.get(self.method).name != "fft":
             raise ValueError(f"method {self.method!r} adapts a pretrained model: give --base (a diffusion run "
                              "directory or cached name), or use method full to train from scratch")
         if self.train.steps == 0 and self.base is None:
@@ -195,7 +197,7 @@ class DiffusionConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.train.lr if self.train.lr is not None else DIFFUSION_METHODS.get(self.method).default_lr
+        return self.train.lr if self.train.lr is not None else METHODS.get(self.method).diffusion_lr
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -204,7 +206,14 @@ class DiffusionConfig:
     def from_dict(cls, values: dict) -> "DiffusionConfig":
         if not isinstance(values, dict):
             raise ValueError(f"diffusion config: expected a mapping of options, got {type(values).__name__}")
-        return from_dict(cls, values, where="diffusion config")
+        values = dict(values)
+        options = values.pop("method_options", None)  # typed by the method, once its name is known
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"diffusion config.method_options: expected a mapping such as {{rank: 4}}, got {options!r}")
+        config = from_dict(cls, values, where="diffusion config")
+        if options:
+            config.method_options = method_config(config.method, options, family="unet")
+        return config
 
 
 def auto_val_every(epochs: int, validations: int = 10) -> int:

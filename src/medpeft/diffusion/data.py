@@ -3,20 +3,21 @@ each image with the caption of its labels (:mod:`.captions`), scaled to [-1, 1].
 
 Only training images train (at ``fraction`` of each spec's training split, nested and seeded as
 for the classifiers); validation images give the held-out denoising loss; test images are only
-ever read by the scores (:mod:`.scores`), never by training.
+ever read by the scores (:mod:`.scores`), never by training. The pooling itself is
+:mod:`medpeft.data.pooled`'s; here are the captions and the [-1, 1] scaling.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import Dataset
 
-from ..data import load_dataset
 from ..data.base import DataSplits
+from ..data.pooled import PooledImages, load_pooled
 from .captions import captions_of
 from .config import CaptionConfig, DiffusionDataConfig
 
@@ -45,14 +46,9 @@ class CaptionedImages(Dataset):
 
 
 @dataclass
-class CaptionedData:
-    train: Dataset
-    val: Dataset
-    captions: list[str]  # caption id -> text
-    counts: Counter  # training images per caption
-    sources: list[tuple[str, int]]  # (dataset name, training images)
-    splits: list[DataSplits]  # per spec (the scores read the last one's test split)
-    channels: int
+class CaptionedData(PooledImages):
+    captions: list[str] = field(default_factory=list)  # caption id -> text
+    counts: Counter = field(default_factory=Counter)  # training images per caption
 
     def describe(self) -> str:
         parts = ", ".join(f"{name}: {n}" for name, n in self.sources)
@@ -62,25 +58,18 @@ class CaptionedData:
 
 
 def load_captioned(data: DiffusionDataConfig, captions: CaptionConfig, val_images: int) -> CaptionedData:
+    """The specs' training images (at ``data.fraction``) with caption ids, and a fixed set of
+    validation images; the specs must agree in channels (the UNet has one input width)."""
     vocabulary: dict[str, int] = {}
-    trains, vals, sources, loaded, counts = [], [], [], [], Counter()
-    for spec in data.specs:
-        splits = load_dataset(spec, data_root=data.data_root, fraction=data.fraction,
-                              fraction_seed=data.fraction_seed, skip_bad=data.skip_bad)
-        loaded.append(splits)
-        for split, out in ((splits.train, trains), (splits.val, vals)):
-            texts = captions_of(split.labels, splits.info, captions)
-            ids = np.array([vocabulary.setdefault(t, len(vocabulary)) for t in texts], dtype=np.int64)
-            out.append(CaptionedImages(split, ids, data.img_size))
-            if split is splits.train:
-                counts.update(texts)
-        sources.append((splits.info.name, len(splits.train)))
-    channels = {s.info.channels for s in loaded}
-    if len(channels) != 1:
-        raise ValueError(f"the pooled datasets differ in channels ({sorted(channels)}); pool grayscale or "
-                         "colour datasets only")
-    val = ConcatDataset(vals)
-    keep = min(val_images, len(val))
-    picked = np.linspace(0, len(val) - 1, keep).round().astype(int).tolist() if keep else []
-    return CaptionedData(ConcatDataset(trains), Subset(val, picked), list(vocabulary), counts, sources, loaded,
-                         channels.pop())
+    counts = Counter()
+    ids = lambda texts: np.array([vocabulary.setdefault(t, len(vocabulary)) for t in texts], dtype=np.int64)
+
+    def captioned(splits: DataSplits):
+        train, val = (captions_of(split.labels, splits.info, captions) for split in (splits.train, splits.val))
+        counts.update(train)
+        return (CaptionedImages(splits.train, ids(train), data.img_size),
+                CaptionedImages(splits.val, ids(val), data.img_size))
+
+    pooled = load_pooled(data.specs, captioned, val_images, data_root=data.data_root, skip_bad=data.skip_bad,
+                         fraction=data.fraction, fraction_seed=data.fraction_seed, same_channels=True)
+    return CaptionedData(pooled.train, pooled.val, pooled.splits, list(vocabulary), counts)

@@ -15,7 +15,6 @@ and, when ``score.judge`` is set, the scores and their real-vs-real floor (:mod:
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -24,17 +23,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from rich.console import Console
-from torch.utils.data import DataLoader
 
 from ..console import make_console
 from ..methods._base import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..models.cache import cache_root, checkpoint_dir, refuse_other_config
-from ..runtime import EpochEnd, EpochStats, Job, LoopSettings, Plan, RunDir, resolve_device, run_epochs, seed_everything
+from ..models.cache import cache_root, checkpoint_dir, publish_files
+from ..runtime import (EpochEnd, EpochStats, Job, LoopSettings, Plan, RunDir, heldout_loss, resolve_device,
+                       run_epochs, seed_everything)
+from ..runtime.named_cache import CachedModel
 from ..runtime.rundir import CONFIG, METRICS
 from .captions import captions_of, most_frequent
 from .config import DiffusionConfig, auto_val_every
 from .data import CaptionedData, load_captioned, to_model_range
-from .methods import DiffusionMethod, adapter_state, apply_method, create_method, load_adapter, save_adapter
+from ..methods import Method, adapter_state_dict, apply_method, create_method, load_adapter, save_adapter
 from .sample import generate, save_grid, slug
 from .scores import prompt_items, scores, split_halves
 from .text import NAME as TEXT_ENCODER, text_encoder
@@ -42,6 +42,7 @@ from .unet import build_unet, train_scheduler
 
 MAY_CHANGE = ("epochs", "steps", "min_steps")
 VAL_SEED = 4321  # the held-out loss always uses the same noise and timesteps
+VAL_BATCH = 64
 SAMPLES = "samples"
 
 
@@ -67,7 +68,7 @@ class Conditioning:
 class DiffusionJob(Job):
     """One batch: the noise-prediction loss. Some epochs: the held-out denoising loss."""
 
-    def __init__(self, unet: nn.Module, method: DiffusionMethod, optimizer, config: DiffusionConfig,
+    def __init__(self, unet: nn.Module, method: Method, optimizer, config: DiffusionConfig,
                  data: CaptionedData, conditioning: Conditioning, device, val_every: int):
         self.model, self.method, self.optimizer, self.config = unet, method, optimizer, config
         self.data, self.conditioning, self.device, self.val_every = data, conditioning, device, val_every
@@ -86,32 +87,23 @@ class DiffusionJob(Job):
         images, ids = batch
         return self.denoising_loss(images, ids, drop=self.config.text.drop), len(images)
 
+    def heldout_batch(self, batch, generator):
+        """The held-out loss of one batch: noise and timesteps drawn from ``generator``, no caption dropped."""
+        images, ids = batch
+        return self.denoising_loss(images, ids, generator), len(images)
+
     def end_epoch(self, stats: EpochStats) -> EpochEnd:
         record = {"epoch": stats.epoch + 1, "loss": stats.loss, "lr": stats.lr, "steps": stats.steps}
         if (stats.epoch + 1) % self.val_every and stats.epoch + 1 != stats.epochs:
             return EpochEnd(record)
-        record["val_loss"] = heldout_loss(self, self.data.val)
+        record["val_loss"] = heldout_loss(self.model, self.heldout_batch, self.data.val, VAL_BATCH, VAL_SEED)
         return EpochEnd(record, text=f"val loss {record['val_loss']:.4f}" if record["val_loss"] is not None else "")
 
     def model_state(self) -> dict:
-        return adapter_state(self.model, self.method)
+        return adapter_state_dict(self.model, self.method)
 
     def load_model_state(self, state: dict) -> None:
         self.model.load_state_dict(state, strict=False)
-
-
-@torch.no_grad()
-def heldout_loss(job: DiffusionJob, images, batch_size: int = 64) -> float | None:
-    """Mean noise-prediction loss over ``images`` with the same noise and timesteps every time."""
-    if len(images) == 0:
-        return None
-    job.model.eval()
-    generator = torch.Generator().manual_seed(VAL_SEED)
-    total = 0.0
-    for batch, ids in DataLoader(images, batch_size=batch_size, shuffle=False):
-        total += job.denoising_loss(batch, ids, generator).item() * len(batch)
-    job.model.train()
-    return total / len(images)
 
 
 # ------------------------------------------------------------------------------ models
@@ -146,7 +138,7 @@ def base_unet(config: DiffusionConfig, channels: int) -> nn.Module:
         seed_everything(config.train.seed)
         return build_unet(config.unet, config.data.img_size, channels)
     unet, base_config, method = load_model(config.base)
-    if method.name != "full":
+    if method.name != "fft":
         raise ValueError(f"base {config.base!r} is itself a {method.name} adaptation; adapt from a pretrained "
                          "(method full) model")
     if base_config.unet != config.unet or base_config.data.img_size != config.data.img_size:
@@ -156,66 +148,63 @@ def base_unet(config: DiffusionConfig, channels: int) -> nn.Module:
     return unet
 
 
-def load_model(reference: str) -> tuple[nn.Module, DiffusionConfig, DiffusionMethod]:
+def load_model(reference: str) -> tuple[nn.Module, DiffusionConfig, Method]:
     """A finished run's UNet (its base plus its adapter), its config and its method."""
     folder = resolve_model(reference)
     config = DiffusionConfig.from_dict(RunDir(folder).load_config())
     channels = read_channels(folder)
     unet = base_unet(config, channels)
-    unet, method = load_adapter(unet, folder)
+    unet, method = load_adapter(unet, folder)  # the UNet family's defaults under the saved options
     return unet.eval(), config, method
 
 
 def read_channels(folder: Path) -> int:
+    """The image channels of a diffusion run; a folder whose adapter is not a diffusion one is an error."""
     from ..serialization import load_json
 
-    return int(load_json(folder / ADAPTER_CONFIG, "adapter config").get("channels", 1))
+    adapter = load_json(folder / ADAPTER_CONFIG, "adapter config")
+    if adapter.get("kind") != "diffusion":
+        raise ValueError(f"{folder}: not a diffusion adapter ({ADAPTER_CONFIG} has no kind: diffusion)")
+    return int(adapter.get("channels", 1))
+
+
+def model_files(run: Path) -> dict[str, Path]:
+    """What a cached diffusion model is: its run's config, metrics and adapter files."""
+    return {file_name: Path(run) / file_name for file_name in (CONFIG, METRICS, ADAPTER_CONFIG, ADAPTER_WEIGHTS)}
+
+
+class CachedDiffusion(CachedModel):
+    """The cached diffusion model ``name`` made with ``config``: the files of a finished run."""
+
+    scratch, marker = "diffusion-runs", CONFIG
+
+    def __init__(self, name: str, config: DiffusionConfig):
+        super().__init__(name, config.to_dict())
+
+    def read(self, values: dict) -> dict:
+        return DiffusionConfig.from_dict(values).to_dict()
+
+    def files(self, run: Path) -> dict[str, Path]:
+        return model_files(run)
 
 
 def publish(run_dir: Path, name: str) -> Path:
     """Copy a finished run's model files into the named cache (``--base NAME`` then finds it)."""
-    target = checkpoint_dir(name)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for file_name in (CONFIG, METRICS, ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        shutil.copy2(run_dir / file_name, tmp / file_name)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    return publish_files(name, model_files(run_dir))
 
 
 def ensure_model(name: str, config: DiffusionConfig, *, console: Console | None = None,
                  progress: bool = True) -> Path:
-    """The cached diffusion model ``name`` made with exactly ``config`` (trained once, then reused)."""
-    target = checkpoint_dir(name)
-    wanted = config.to_dict()
-    if (target / CONFIG).is_file():
-        _check_publishable(name, config)  # made with exactly this config, or a CheckpointConflict
-        return target
-    work = cache_root() / "diffusion-runs" / name
-    if (work / CONFIG).is_file() and _as_read_today(work) != wanted:
-        shutil.rmtree(work)  # our own scratch folder, from an older config
-    if not RunDir(work).is_complete():  # raises RunInUse while another process trains it
+    """The cached diffusion model ``name`` made with exactly ``config`` (trained once, then reused;
+    the skeleton is :class:`medpeft.runtime.named_cache.CachedModel`)."""
+    cached = CachedDiffusion(name, config)
+
+    def train(work: Path) -> None:
         train_diffusion(config, work, resume=True, console=console, progress=progress)
-        (console or make_console()).print(f"trained the diffusion model {name!r}; later runs reuse {target}")
-    return publish(work, name)
+        (console or make_console()).print(f"trained the diffusion model {name!r}; later runs reuse {cached.folder}")
+        cached.publish(work)
 
-
-def _check_publishable(name: str, config: DiffusionConfig) -> None:
-    """Never replace a cached model made with another config (``CheckpointConflict``)."""
-    target = checkpoint_dir(name)
-    if (target / CONFIG).is_file():
-        refuse_other_config(name, _as_read_today(target), config.to_dict())
-
-
-def _as_read_today(folder: Path) -> dict | None:
-    """A saved config as today's code reads it (a new option gets its default), so an upgrade
-    that adds an option does not remake a cached model; None if it no longer reads."""
-    try:
-        return DiffusionConfig.from_dict(RunDir(folder).load_config()).to_dict()
-    except (ValueError, TypeError):
-        return None
+    return cached.ensure(train)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -225,7 +214,7 @@ def train_diffusion(config: DiffusionConfig, out_dir, *, resume: bool = False, n
     """Train (or, with ``train.steps`` 0, only score) ``config`` into ``out_dir``; returns its metrics."""
     console = console or make_console()
     if name is not None:
-        _check_publishable(name, config)  # a bad or taken cache name fails now, not after the training
+        CachedDiffusion(name, config).check_publishable()  # a bad or taken name fails now, not after training
     run = RunDir(out_dir)
     with run.lock():
         state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE,
@@ -243,7 +232,7 @@ def _train(config: DiffusionConfig, run: RunDir, state, console: Console, progre
     conditioning = Conditioning(data.captions, config.text.max_tokens, device)
     unet = base_unet(config, data.channels)
     seed_everything(train.seed)  # the method's own initialisation (LoRA's A) is seeded too
-    method = create_method(config.method, config.method_options)
+    method = create_method(config.method, config.method_options, family="unet")
     unet = apply_method(unet, method).to(device)
     trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
     total = sum(p.numel() for p in unet.parameters())
@@ -272,7 +261,7 @@ def _train(config: DiffusionConfig, run: RunDir, state, console: Console, progre
 
 
 def _finish(run, config, unet, method, data, params, history, elapsed, images_per_s, steps, device, console) -> dict:
-    save_adapter(unet, method, run.path, extra={"base": config.base, "channels": data.channels,
+    save_adapter(unet, method, run.path, extra={"kind": "diffusion", "base": config.base, "channels": data.channels,
                                                 "img_size": config.data.img_size, "text_encoder": TEXT_ENCODER})
     started = time.perf_counter()
     grids = save_sample_grids(unet, config, most_frequent(list(data.counts.elements()), config.sample.grid_prompts),

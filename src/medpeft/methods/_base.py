@@ -1,9 +1,15 @@
 """The method contract: every PEFT method is a config dataclass plus a :class:`Method` subclass.
 
+One contract and one registry for every backbone family: the classifiers (timm ViT, ResNet) and
+the diffusion UNet (diffusers' ``UNet2DConditionModel``, family ``unet``). A method lists the
+families it fits; a method that fits several (``fft``, ``bitfit``, ``attn``, ``lora``) chooses its
+layers by family, and may declare per-family option defaults (``family_defaults``) and a
+per-family default learning rate for diffusion runs (``diffusion_lr``).
+
 A method (HF peft's tuner pattern, without its multi-adapter machinery):
 - ``inject(model)`` adds its modules/parameters (nothing for selection methods like BitFit),
 - ``trainable_patterns(model)`` are regexes over parameter names; the task head (classifier,
-  and ``fc_norm`` for ViTs) always trains as well,
+  and ``fc_norm`` for ViTs; a UNet has none) always trains as well,
 - mergeable methods implement ``merge``/``unmerge`` (in place, idempotent) and ``unload``
   (merge, then return a plain timm model with no method modules left).
 
@@ -27,9 +33,15 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..serialization import atomic_save_tensors, atomic_write_text, from_dict, load_json, to_dict
 from ..models.backbones import closed_residual_branches, family_of, head_names
 from ..registry import Registry
+from ..serialization import (
+    atomic_save_tensors,
+    atomic_write_text,
+    from_dict,
+    load_json,
+    to_dict,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -60,6 +72,12 @@ class Method(ABC):
     #: base learning rate used when the run sets neither --blr nor --lr (lr = blr * batch / 256);
     #: PEFT methods train few, freshly initialised weights and usually want more than FFT.
     default_blr: ClassVar[float] = 4e-3
+    #: peak learning rate of a diffusion (UNet) run that sets none; only for methods that fit ``unet``
+    diffusion_lr: ClassVar[float | None] = None
+    #: option defaults that differ by family, e.g. LoRA's rank on the UNet: {"unet": {"rank": 4}}
+    family_defaults: ClassVar[dict[str, dict]] = {}
+    #: what trains, by family, when it differs from ``summary`` (one line for `medpeft methods`)
+    family_summary: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: MethodConfig | None = None):
         config = config if config is not None else self.config_class()
@@ -85,14 +103,21 @@ class Method(ABC):
     def unload(self, model: nn.Module) -> nn.Module:
         raise NotImplementedError(f"{self.name} cannot be merged into the base weights")
 
+    def check_family(self, family: str) -> None:
+        """Fail early (when a config is built) on options that this family cannot take."""
+
+    @classmethod
+    def summary_for(cls, family: str) -> str:
+        return cls.family_summary.get(family, cls.summary)
+
     def adapter_metadata(self) -> dict:
         """Extra fields for adapter_config.json (peft-backed methods add peft's own config)."""
         return {}
 
     def is_trainable(self, model: nn.Module):
         """The name filter: a function ``name -> bool`` for this model."""
-        patterns = [re.escape(h) + r"\." for h in head_names(model)]
-        regex = re.compile("|".join([f"^(?:{p})" for p in patterns] + self.trainable_patterns(model)))
+        patterns = [f"^(?:{re.escape(h)}\\.)" for h in head_names(model)] + self.trainable_patterns(model)
+        regex = re.compile("|".join(patterns) or r"(?!)")  # no pattern: nothing trains
         return lambda name: regex.search(name) is not None
 
 
@@ -144,26 +169,59 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def create_method(name: str, options: dict | MethodConfig | None = None) -> Method:
-    """A method by name with its config built (and validated) from ``options``."""
+# Names the diffusion methods had before they joined this registry: old runs, adapters and
+# study files that say ``full`` or ``bias`` keep loading (docs/architecture.md, "Methods").
+METHODS.alias("full", "fft")
+METHODS.alias("bias", "bitfit")
+
+
+def methods_for(family: str) -> list[str]:
+    """Names of the methods that fit ``family``, in registry order."""
+    return [name for name, cls in METHODS.items() if family in cls.families]
+
+
+def method_config(name: str, options: dict | MethodConfig | None = None, family: str | None = None) -> MethodConfig:
+    """``name``'s typed config from ``options`` over its defaults (the family's, when it has its own)."""
     cls = METHODS.get(name)
     if isinstance(options, MethodConfig):
-        return cls(options)
-    return cls(from_dict(cls.config_class, options or {}, where=f"method {name}"))
+        if not isinstance(options, cls.config_class):
+            raise ValueError(f"method {name} takes a {cls.config_class.__name__}, got {type(options).__name__}")
+        config = options
+    else:
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"method {name}: options must be a mapping such as {{rank: 8}}, got {options!r}")
+        values = {**cls.family_defaults.get(family, {}), **(options or {})}
+        config = from_dict(cls.config_class, values, where=f"method {name}")
+    if family is not None:
+        check_family_fits(cls, family)
+        cls(config).check_family(family)
+    return config
+
+
+def create_method(name: str, options: dict | MethodConfig | None = None, family: str | None = None) -> Method:
+    """A method by name with its config built (and validated) from ``options``; with ``family``,
+    over that family's defaults and checked to fit it."""
+    return METHODS.get(name)(method_config(name, options, family))
+
+
+def check_family_fits(cls: type[Method], family: str) -> None:
+    if family not in cls.families:
+        fits = " and ".join(cls.families)
+        raise ValueError(f"method {cls.name!r} fits {fits} backbones, not {family}. "
+                         f"Methods for {family}: {', '.join(methods_for(family))}")
 
 
 def check_fits(method: Method, model: nn.Module) -> None:
     family = family_of(model)
     if family not in method.families:
         fits = " and ".join(method.families)
-        others = [n for n, c in METHODS.items() if family in c.families]
         raise ValueError(f"method {method.name!r} fits {fits} backbones, not {family} "
-                         f"({type(model).__name__}). Methods for {family}: {', '.join(others)}")
+                         f"({type(model).__name__}). Methods for {family}: {', '.join(methods_for(family))}")
+    method.check_family(family)
 
 
 def mark_trainable(model: nn.Module, method) -> None:
-    """Leave exactly the parameters that ``method.is_trainable(model)`` names trainable (any
-    method with a ``name`` and ``is_trainable``: classifier and diffusion methods alike)."""
+    """Leave exactly the parameters that ``method.is_trainable(model)`` names trainable."""
     trainable = method.is_trainable(model)
     for name, param in model.named_parameters():
         param.requires_grad_(trainable(name))
@@ -265,7 +323,7 @@ def read_adapter_weights(directory: str | Path) -> dict[str, torch.Tensor]:
 def load_adapter(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Method]:
     """Apply the saved method to ``model`` (the same backbone) and load its tensors exactly."""
     config = read_adapter_config(directory)
-    method = create_method(config["medpeft_method"], config.get("method_config"))
+    method = create_method(config["medpeft_method"], config.get("method_config"), family_of(model))
     state = read_adapter_weights(directory)
     model = apply_method(model, method)
     missing = sorted(set(adapter_state_dict(model, method)) - set(state))

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .adapters import ParallelAdapter, ParallelAdapterConfig
 from ._base import register_method
+from ._bottleneck import ParallelAdapterConfig
+from .adapter_parallel import ParallelAdapter
 
 
 @dataclass

@@ -42,12 +42,14 @@ def batchnorm_names(model: nn.Module) -> list[str]:
 class BitFit(SelectionMethod):
     name = "bitfit"
     config_class = BitFitConfig
-    families = ("vit", "resnet")
+    families = ("vit", "resnet", "unet")
     summary = "BitFit: only bias terms train (ResNet: BatchNorm weight and bias)"
+    family_summary = {"unet": "BitFit: every bias term of the UNet"}
+    diffusion_lr = 3e-3
     paper = "Zaken et al. 2022 (ACL); BatchNorm variant for CNNs as in Dutt et al. 2023"
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
-        if family_of(model) == "vit":
+        if family_of(model) in ("vit", "unet"):
             return [r"\.bias$"]
         names = batchnorm_names(model)
         if not names:

@@ -11,7 +11,12 @@ the full 3d-wide output (a different method, offered as ``lora-qkv`` via peft it
 
 The wrapper subclasses ``nn.Linear`` and shares the original weight and bias, so the base
 tensors keep their names (``blocks.0.attn.qkv.weight``) and pretrained checkpoints and
-adapters load the same way before and after injection. Its forward and backward pass are
+adapters load the same way before and after injection.
+
+On the diffusion UNet (family ``unet``), LoRA is HF peft's own (``LoraConfig`` +
+``inject_adapter_in_model``: its layers and initialisation, B = 0) on diffusers' attention
+projections ``to_q``, ``to_k``, ``to_v``, ``to_out.0`` of every self- and cross-attention, with the
+UNet's defaults (rank 4, alpha = rank, no dropout), as Dutt et al. compare it. Its forward and backward pass are
 written out in :mod:`medpeft.methods._lora_function` (why, with the profile: there); the
 formula they compute is :meth:`QVLoRALinear.reference_forward`.
 """
@@ -24,21 +29,34 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.backbones import family_of
 from ._base import MethodConfig, WrapperMethod, register_method
 from ._lora_function import qv_lora
+
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention projections
 
 
 @dataclass
 class LoRAConfig(MethodConfig):
-    rank: int = 8  # r: rank of each update (MED-PEFT ablates 4-64; 8 by default)
-    alpha: float = 32.0  # scaling numerator: updates are scaled by alpha / rank
-    dropout: float = 0.1  # dropout on the LoRA branch input
+    rank: int = 8  # r: rank of each update (MED-PEFT ablates 4-64; 8 by default; UNet: 4)
+    alpha: float | None = 32.0  # scaling numerator: updates are scaled by alpha / rank; None: alpha = rank (UNet default)
+    dropout: float = 0.1  # dropout on the LoRA branch input (UNet: 0)
+    targets: tuple[str, ...] | None = None  # UNet only: attention projections that get an update (None: to_q, to_k, to_v, to_out.0)
 
     def __post_init__(self):
         if self.rank < 1:
             raise ValueError(f"LoRA rank must be at least 1, got {self.rank}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        if self.targets is not None:
+            self.targets = tuple(self.targets)
+            unknown = set(self.targets) - set(UNET_TARGETS)
+            if not self.targets or unknown:
+                raise ValueError(f"lora targets must be some of {list(UNET_TARGETS)}, got {list(self.targets)}")
+
+    @property
+    def scale_numerator(self) -> float:
+        return self.alpha if self.alpha is not None else float(self.rank)
 
 
 class QVLoRALinear(nn.Linear):
@@ -114,24 +132,43 @@ def qkv_projections(model: nn.Module) -> list[tuple[nn.Module, str]]:
 class LoRA(WrapperMethod):
     name = "lora"
     config_class = LoRAConfig
-    families = ("vit",)
+    families = ("vit", "unet")
     layer_types = (QVLoRALinear,)
     summary = "LoRA on the q and v slices of each block's fused qkv (MED-PEFT)"
+    family_summary = {"unet": "LoRA (HF peft) on to_q, to_k, to_v, to_out.0 of every attention"}
     paper = "Hu et al. 2021; MED-PEFT (Lian et al. 2024)"
+    family_defaults = {"unet": {"rank": 4, "alpha": None, "dropout": 0.0}}
+    diffusion_lr = 1e-3
+
+    def check_family(self, family: str) -> None:
+        if family != "unet" and self.config.targets is not None:
+            raise ValueError("lora targets choose the UNet's attention projections; on a ViT, lora adapts q and v "
+                             "of the fused qkv (for peft's LoRA on chosen modules use lora-qkv)")
 
     def inject(self, model: nn.Module) -> nn.Module:
         cfg = self.config
+        if family_of(model) == "unet":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            peft_config = LoraConfig(r=cfg.rank, lora_alpha=cfg.scale_numerator,
+                                     target_modules=list(cfg.targets or UNET_TARGETS), lora_dropout=cfg.dropout,
+                                     bias="none")
+            return inject_adapter_in_model(peft_config, model)
         for parent, attr in qkv_projections(model):
             layer = getattr(parent, attr)
             if isinstance(layer, QVLoRALinear):
                 raise ValueError("LoRA is already applied to this model")
-            setattr(parent, attr, QVLoRALinear(layer, cfg.rank, cfg.alpha, cfg.dropout))
+            setattr(parent, attr, QVLoRALinear(layer, cfg.rank, cfg.scale_numerator, cfg.dropout))
         return model
 
     def trainable_patterns(self, model: nn.Module) -> list[str]:
+        if family_of(model) == "unet":
+            return [r"\.lora_[AB]\."]
         return [r"\.lora_[AB]_[qv]$"]
 
     def unload(self, model: nn.Module) -> nn.Module:
+        if family_of(model) == "unet":
+            raise NotImplementedError("lora on the UNet is peft's; it is not merged into the base weights")
         self.merge(model)
         for parent, attr in qkv_projections(model):
             layer = getattr(parent, attr)

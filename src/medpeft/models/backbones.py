@@ -194,18 +194,30 @@ def _check_timm_kwargs(kwargs: dict) -> None:
             raise ValueError(f"timm_kwargs: {key!r} is not an argument name{fix}")
 
 
+CLASSIFIER_FAMILIES = ("vit", "resnet")  # timm backbones with a task head
+FAMILIES = (*CLASSIFIER_FAMILIES, "unet")  # unet: the diffusion denoiser (medpeft.diffusion)
+
+
 def family_of(model: nn.Module) -> str:
-    """``vit`` or ``resnet``: which PEFT methods fit is decided by the model's class, not its name."""
+    """``vit``, ``resnet`` or ``unet``: which PEFT methods fit is decided by the model's class, not
+    its name. ``unet`` is diffusers' ``UNet2DConditionModel`` (the denoiser of :mod:`medpeft.diffusion`),
+    recognised by its class so that classifier code never imports diffusers."""
     if isinstance(model, VisionTransformer):
         return "vit"
     if isinstance(model, ResNet):
         return "resnet"
+    if any(c.__name__ == "UNet2DConditionModel" and c.__module__.startswith("diffusers")
+           for c in type(model).__mro__):
+        return "unet"
     raise ValueError(f"unsupported backbone class {type(model).__name__}; medpeft supports timm "
-                     "VisionTransformer and ResNet models")
+                     "VisionTransformer and ResNet models and diffusers' UNet2DConditionModel")
 
 
 def head_names(model: nn.Module) -> tuple[str, ...]:
-    """Module names of the task head that every method trains (classifier, plus ViT fc_norm)."""
+    """Module names of the task head that every method trains (classifier, plus ViT fc_norm); a
+    UNet has no head."""
+    if family_of(model) == "unet":
+        return ()
     classifier = model.pretrained_cfg.get("classifier", "head")
     return (classifier, "fc_norm") if family_of(model) == "vit" else (classifier,)
 

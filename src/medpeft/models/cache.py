@@ -2,12 +2,16 @@
 
 Layout (docs/architecture.md, "Checkpoints"): ``$MEDPEFT_CACHE/checkpoints/<name>/checkpoint.pth``
 plus a ``card.json`` describing how it was made; ``$MEDPEFT_CACHE`` defaults to ``~/.cache/medpeft``.
+A diffusion model's folder holds its run's ``config.yaml``, ``metrics.json`` and adapter files.
+:func:`publish_files` writes a folder atomically; :func:`refuse_other_config` guards a name
+already taken (made once, reused afterwards: :mod:`medpeft.runtime.named_cache`).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 CACHE_ENV = "MEDPEFT_CACHE"
@@ -61,6 +65,21 @@ def read_card(checkpoint: Path) -> dict:
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return {}
+
+
+def publish_files(name: str, files: dict[str, Path]) -> Path:
+    """Copy ``files`` (name in the cache -> file to copy) into the cached folder ``name``, replacing
+    what it held. The files are copied beside it first and then moved in, so a half-copied set
+    never stands under the name."""
+    target = checkpoint_dir(name)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for file_name, source in files.items():
+        shutil.copy2(source, tmp / file_name)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
 
 
 class CheckpointConflict(ValueError):

@@ -5,19 +5,21 @@ state dict is the whole autoencoder with MAE's keys (timm ViT encoder + ``decode
 ``mask_token``); :func:`medpeft.models.load_pretrained` drops the decoder. Beside it,
 ``checkpoint-<epoch>.json`` says how it was made (data, epochs, sizes, loss curve, speed) and
 which ``medpeft finetune`` flags rebuild the same backbone. Files are written atomically.
+:class:`PretrainedCheckpoint` is the named cache's view of a pretraining (made once, reused:
+:mod:`medpeft.runtime.named_cache`).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..serialization import save_json
-from ..models.cache import checkpoint_dir, read_card, refuse_other_config
+from ..models.cache import publish_files, read_card
+from ..runtime.named_cache import CachedModel
 from .config import PretrainConfig
 
 CARD_FORMAT = "medpeft-mae/1"
@@ -72,42 +74,42 @@ def make_card(config: PretrainConfig, *, epoch: int, sources: list[tuple[str, in
     }
 
 
-def cached_config(name: str) -> dict | None:
-    """The config the cached checkpoint ``name`` was made with, if it has a card, read with
-    today's defaults (so an option added to medpeft since does not remake the checkpoint)."""
-    path = checkpoint_dir(name) / "checkpoint.pth"
-    values = read_card(path).get("config") if path.is_file() else None
-    return normalised(values)
+def checkpoint_name(epoch: int) -> str:
+    return f"checkpoint-{epoch}.pth"
 
 
-def normalised(values: dict | None) -> dict | None:
-    """A saved pretraining config as today's code reads it (None when it no longer parses)."""
-    if values is None:
-        return None
-    try:
-        return PretrainConfig.from_dict(values).resolved().to_dict()
-    except (ValueError, TypeError):
-        return None
-
-
-def check_publishable(name: str, config: PretrainConfig) -> None:
-    """Raise ``CheckpointConflict`` when the named cache holds a checkpoint made with another
-    config (publishing would replace it); a checkpoint made with ``config`` may be re-published."""
-    if (checkpoint_dir(name) / "checkpoint.pth").is_file():
-        refuse_other_config(name, cached_config(name), config.resolved().to_dict())
+def card_files(checkpoint: Path) -> dict[str, Path]:
+    """A checkpoint and its card (when it has one) under their names in the named cache."""
+    card = checkpoint.with_suffix(".json")
+    return {"checkpoint.pth": checkpoint, **({"card.json": card} if card.is_file() else {})}
 
 
 def publish(checkpoint: Path, name: str) -> Path:
     """Copy a checkpoint and its card into the named cache, so ``--checkpoint NAME`` finds it."""
-    folder = checkpoint_dir(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "card.json").unlink(missing_ok=True)  # no stale card beside a half-replaced file
-    target = folder / "checkpoint.pth"
-    tmp = folder / ".checkpoint.pth.tmp"
-    shutil.copyfile(checkpoint, tmp)
-    os.replace(tmp, target)
-    card = checkpoint.with_suffix(".json")
-    if card.is_file():
-        shutil.copyfile(card, folder / ".card.json.tmp")
-        os.replace(folder / ".card.json.tmp", folder / "card.json")
-    return target
+    return publish_files(name, card_files(checkpoint)) / "checkpoint.pth"
+
+
+class PretrainedCheckpoint(CachedModel):
+    """The cached checkpoint ``name`` made with ``config``: its card records the config, a
+    pretraining run publishes its final ``checkpoint-<epochs>.pth``."""
+
+    scratch, marker = "pretrain-runs", "checkpoint.pth"
+
+    def __init__(self, name: str, config: PretrainConfig):
+        self.config = config.resolved()
+        super().__init__(name, self.config.to_dict())
+
+    def read(self, values: dict) -> dict:
+        return PretrainConfig.from_dict(values).resolved().to_dict()
+
+    def published_config(self) -> dict | None:
+        return read_card(self.folder / self.marker).get("config")
+
+    def final(self, run: Path) -> Path:
+        return run / checkpoint_name(self.config.train.epochs)
+
+    def files(self, run: Path) -> dict[str, Path]:
+        return card_files(self.final(run))
+
+    def finished(self) -> bool:
+        return super().finished() and self.final(self.work).is_file()

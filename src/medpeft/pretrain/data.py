@@ -3,18 +3,16 @@
 Only training images are used, so a model pretrained here never saw the validation or test
 images it is later scored on; labels are dropped. Validation images (the splits' own, never
 test) give a held-out reconstruction loss and the reconstruction figure. Augmentation is
-MAE's: a random resized crop (area 0.2-1 by default, bicubic) and optional flips.
+MAE's: a random resized crop (area 0.2-1 by default, bicubic) and optional flips. The pooling
+itself is :mod:`medpeft.data.pooled`'s; here is what pretraining makes of each image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 
-from ..data import load_dataset
+from ..data.pooled import PooledImages, load_pooled
 from ..data.transforms import build_transform, per_channel, to_chw
 from ..models.backbones import BackboneConfig
 from .config import PretrainDataConfig
@@ -33,11 +31,8 @@ class ImagesOnly(Dataset):
         return self.dataset[index][0]
 
 
-@dataclass
-class UnlabeledData:
-    train: Dataset  # images, augmented
-    val: Dataset  # images at the model's size, not augmented (at most val_images of them)
-    sources: list[tuple[str, int]]  # (dataset name, training images used)
+class UnlabeledData(PooledImages):
+    """The pooled training images (augmented) and validation images (for the held-out loss)."""
 
     def describe(self) -> str:
         parts = ", ".join(f"{name}: {n}" for name, n in self.sources)
@@ -64,13 +59,7 @@ def load_unlabeled(data: PretrainDataConfig, backbone: BackboneConfig, val_image
     else:
         train_tf = pretraining_transform(backbone.img_size, backbone.mean, backbone.std, data.crop_scale, data.hflip)
         eval_tf = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
-    trains, vals, sources = [], [], []
-    for spec in data.specs:
-        splits = load_dataset(spec, data_root=data.data_root, skip_bad=data.skip_bad)
-        trains.append(ImagesOnly(splits.train.with_transform(train_tf)))
-        vals.append(ImagesOnly(splits.val.with_transform(eval_tf)))
-        sources.append((splits.info.name, len(splits.train)))
-    val = ConcatDataset(vals)
-    keep = min(val_images, len(val))
-    picked = np.linspace(0, len(val) - 1, keep).round().astype(int).tolist() if keep else []
-    return UnlabeledData(ConcatDataset(trains), Subset(val, picked), sources)
+    wrap = lambda splits: (ImagesOnly(splits.train.with_transform(train_tf)),
+                           ImagesOnly(splits.val.with_transform(eval_tf)))
+    pooled = load_pooled(data.specs, wrap, val_images, data_root=data.data_root, skip_bad=data.skip_bad)
+    return UnlabeledData(pooled.train, pooled.val, pooled.splits)

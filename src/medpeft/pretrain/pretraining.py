@@ -13,19 +13,17 @@ optimizer settings, the blr convention and the per-iteration schedule.
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from rich.console import Console
 from timm.optim import param_groups_weight_decay
-from torch.utils.data import DataLoader
 
 from ..console import make_console
-from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunDir, autocast_for, resolve_device,
-                       resolve_precision, run_epochs, seed_everything)
-from .checkpoint import check_publishable, make_card, publish, save_checkpoint
+from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, RunDir, autocast_for, heldout_loss,
+                       resolve_device, resolve_precision, run_epochs, seed_everything)
+from .checkpoint import PretrainedCheckpoint, checkpoint_name, make_card, publish, save_checkpoint
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
 from .figure import save_reconstruction_figure
@@ -35,10 +33,6 @@ from .simclr import build_simclr
 FIGURE = "reconstruction.png"
 VAL_MASK_SEED = 1234  # the held-out loss always hides the same patches
 MAY_CHANGE = ("epochs", "save_at")  # where extra checkpoints go, and how many epochs, keep the weights so far
-
-
-def checkpoint_name(epoch: int) -> str:
-    return f"checkpoint-{epoch}.pth"
 
 
 def build_optimizer(model: MaskedAutoencoderViT, config: PretrainConfig) -> torch.optim.AdamW:
@@ -60,7 +54,8 @@ class PretrainJob(Job):
         return self.model(batch.to(self.device, non_blocking=True)).loss, len(batch)
 
     def end_epoch(self, stats: EpochStats) -> EpochEnd:
-        val_loss = heldout_loss(self.model, self.data.val, self.config.train.batch_size, self.device, self.autocast)
+        val_loss = heldout_loss(self.model, objective_loss(self.model, self.device), self.data.val,
+                                self.config.train.batch_size, VAL_MASK_SEED, self.autocast)
         record = {"epoch": stats.epoch + 1, "loss": stats.loss, "val_loss": val_loss, "lr": stats.lr,
                   "img_per_s": stats.images / stats.seconds, "seconds": stats.seconds}
         return EpochEnd(record, text=f"val loss {val_loss:.4f}" if val_loss is not None else "")
@@ -77,7 +72,7 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
     """Pretrain an MAE into ``out_dir`` and return its summary (also in ``metrics.json``)."""
     console = console or make_console()
     if name is not None:
-        check_publishable(name, config)  # a bad or taken cache name fails now, not after the training
+        PretrainedCheckpoint(name, config).check_publishable()  # a bad or taken name fails now, not after training
     config = config.resolved()
     device = resolve_device(config.train.device)
     run = RunDir(out_dir)
@@ -117,23 +112,14 @@ def build_objective(config: PretrainConfig) -> nn.Module:
     return build_mae(config.backbone, config.mae)
 
 
-@torch.no_grad()
-def heldout_loss(model: nn.Module, images, batch_size: int, device, autocast) -> float | None:
-    """Mean held-out loss over ``images``, comparable across epochs: MAE hides the same patches
-    every time, SimCLR draws the same view pairs (the global RNG is forked and seeded)."""
-    if len(images) == 0:
-        return None
-    model.eval()
-    generator = torch.Generator().manual_seed(VAL_MASK_SEED)
-    total = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(VAL_MASK_SEED)
-        for batch in DataLoader(images, batch_size=batch_size, shuffle=False):
-            with autocast or contextlib.nullcontext():
-                out = model(batch.to(device), generator=generator) if isinstance(model, MaskedAutoencoderViT) \
-                    else model(batch.to(device))
-            total += out.loss.item() * len(batch)
-    return total / len(images)
+def objective_loss(model: nn.Module, device):
+    """The held-out loss of one batch (for :func:`medpeft.runtime.heldout_loss`): MAE hides the
+    patches the generator draws, SimCLR's views come from the seeded global RNG."""
+    def loss(batch, generator):
+        images = batch.to(device)
+        out = model(images, generator=generator) if isinstance(model, MaskedAutoencoderViT) else model(images)
+        return out.loss, len(batch)
+    return loss
 
 
 def _save_numbered(folder: Path, model, config, epoch, data: UnlabeledData, history, img_per_s,

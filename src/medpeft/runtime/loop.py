@@ -6,7 +6,8 @@ rest, written once: restore from the last checkpoint on resume, reseed every epo
 (seed, epoch), set the warmup-cosine learning rate every iteration, take the optimiser step
 (refusing a non-finite loss), show progress, log one line per epoch, and write
 ``checkpoint-last.pt``. A run resumed after epoch k therefore continues exactly as if it had
-never stopped.
+never stopped. :func:`heldout_loss` is what a job's ``end_epoch`` reports when the loss itself is
+the score (pretraining, diffusion): the same batches and random draws every epoch.
 
 The length of a run (:class:`Plan`) is a number of epochs, or a number of optimiser steps
 (``steps``: the last epoch may be partial), or epochs raised to take at least ``min_steps``
@@ -24,6 +25,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -246,3 +248,27 @@ def _train_epoch(job: Job, loader: DataLoader, steps: int, epoch: int, plan: Pla
             seen += images
             bar.advance(loss=total_loss / seen, images=images)
     return total_loss / max(seen, 1), seen
+
+
+@torch.no_grad()
+def heldout_loss(model: nn.Module, loss: Callable[[object, torch.Generator], tuple[torch.Tensor, int]],
+                 images: Dataset, batch_size: int, seed: int, autocast=None) -> float | None:
+    """Mean of ``loss(batch, generator) -> (mean loss, items)`` over ``images`` (None when empty),
+    comparable across epochs: fixed batches in order, a ``generator`` seeded with ``seed`` for the
+    loss's own draws (MAE's masks, diffusion's noise and timesteps), and the global RNG seeded with
+    ``seed`` inside a fork for the rest (e.g. augmented views), so training's random stream is
+    untouched. ``model`` is scored in eval mode and left in the mode it was in."""
+    if len(images) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for batch in DataLoader(images, batch_size=batch_size, shuffle=False):
+            with autocast or contextlib.nullcontext():
+                value, count = loss(batch, generator)
+            total += value.item() * count
+    model.train(was_training)
+    return total / len(images)

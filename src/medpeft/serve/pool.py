@@ -41,7 +41,7 @@ from ..models.backbones import head_names
 from ..runtime import RunConfig, RunDir, build_base, probabilities, resolve_device
 from .mixed import MIXERS, MixedTrunk
 
-PEFT_BASE_LAYER = ".base_layer."  # HF peft renames a wrapped module's own tensors (peft_backed.py)
+PEFT_BASE_LAYER = ".base_layer."  # HF peft renames a wrapped module's own tensors (methods/_peft.py)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 a study file, run by the same Optuna engine as the classifier studies.
 
     name: diffusion-pneumonia
+    kind: diffusion                                         # optional: base + judge say so too
     base: {name: cxr-phantom-diffusion-28, config: {...}}   # pretrained once, cached by name
     judge: {name: judge, config: {...}}                     # a classifier run on real target images
     data: {spec: "medmnist:pneumoniamnist", label: PneumoniaMNIST}
@@ -18,9 +19,10 @@ cell is a :class:`medpeft.diffusion.DiffusionConfig`, not a ``RunConfig``, it ha
 and a judge to make first, and its report has other numbers. What is shared is the machinery —
 storage, claiming, kill-safety, workers, status — so :class:`DiffusionEngine` subclasses the
 engine and overrides only what a cell is (how cells are made, trained and summarised), and
-``medpeft diffusion study run|worker|status|report`` call the same runner functions with
-:data:`DIFFUSION`. Cells never search (no validation score would choose well: a held-out
-denoising loss says little about samples), so ``search`` is always off.
+``medpeft study run|worker|status|report`` call the same runner functions, which find
+:data:`DIFFUSION` from the file (``studies/kinds.py``). Cells never search (no validation score
+would choose well: a held-out denoising loss says little about samples), so ``search`` is
+always off.
 """
 from __future__ import annotations
 
@@ -32,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..serialization import from_dict, merge
-from ..diffusion import DIFFUSION_METHODS, DiffusionConfig, ensure_model
+from ..diffusion import DiffusionConfig, ensure_model
+from ..methods import method_config
 from ..runtime import RunConfig, RunDir, RunInUse, run_slug
 from .engine import POLL, Engine
-from .runner import StudyKind
+from .kinds import StudyKind, take_kind
 from .spec import MethodEntry, declared_key, read_study_file, study_path
 
 NO_ADAPTATION = "No adaptation"
@@ -60,7 +63,7 @@ class DiffusionStudy:
     base: ModelStep  # the pretrained diffusion model every cell adapts (made once, cached by name)
     judge: ModelStep  # the classifier on real target images that scores every cell (trained once)
     data: DiffusionDataEntry  # the target domain
-    methods: list[MethodEntry]  # report rows (diffusion methods, see `medpeft diffusion methods`)
+    methods: list[MethodEntry]  # report rows (methods that fit the UNet: `medpeft methods --backbone unet`)
     description: str = ""
     fractions: list[float] = field(default_factory=lambda: [1.0])  # fractions of the target's training images
     seeds: list[int] = field(default_factory=lambda: [0])  # training (and sampling) seeds per cell
@@ -83,8 +86,8 @@ class DiffusionStudy:
         labels = [m.label or m.name for m in self.methods]
         if len(set(labels)) != len(labels) or NO_ADAPTATION in labels:
             raise ValueError(f"method labels must be distinct and not {NO_ADAPTATION!r}, got {labels}")
-        for method in self.methods:
-            DIFFUSION_METHODS.get(method.name)
+        for method in self.methods:  # the name, its options and that it fits the UNet, before any cell runs
+            method_config(method.name, method.options, family="unet")
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class DiffusionCell:
 def load_diffusion_study(path: str | Path) -> DiffusionStudy:
     """Read and validate a diffusion study file (every cell's config is built and checked)."""
     path, values = read_study_file(path)
+    take_kind(values, path, "diffusion")  # `kind:` is checked, not a DiffusionStudy field
     try:
         study = from_dict(DiffusionStudy, values, where=str(path))
         base_config(study)
@@ -206,5 +210,4 @@ class DiffusionEngine(Engine):
                 f"conditional accuracy {gen['cond_acc']:.3f}")
 
 
-DIFFUSION = StudyKind(load=load_diffusion_study, engine=DiffusionEngine,
-                      worker_command=("diffusion", "study", "worker"))
+DIFFUSION = StudyKind(name="diffusion", load=load_diffusion_study, engine=DiffusionEngine)

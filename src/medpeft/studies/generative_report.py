@@ -123,12 +123,13 @@ def write_diffusion_report(records: list[dict], out: Path, *, title: str, rows: 
 
 
 def report_diffusion_study(path, *, storage: str | None = None, work_dir=None, out=None, console=None,
-                           fmt: str = "table", command: str | None = None) -> list[Path]:
-    """Write the generative table of a diffusion study's finished cells and print its tables."""
+                           fmt: str = "table", command: str | None = None, title: str | None = None) -> list[Path]:
+    """Write the generative table of a diffusion study's finished cells and print its tables
+    (``medpeft study report`` of a diffusion study, through ``studies/runner.py`` ``report_study``)."""
     from ..console import make_console
     from ..models.cache import checkpoint_dir
     from .generative import DiffusionEngine, judge_dir, load_diffusion_study
-    from .runner import work_dir_of
+    from .kinds import work_dir_of
 
     console = console or make_console()
     study = load_diffusion_study(path)
@@ -143,10 +144,10 @@ def report_diffusion_study(path, *, storage: str | None = None, work_dir=None, o
     note = (f"{status.done} of {status.total} cells finished" if status.done < status.total else
             f"all {status.total} cells finished") + (f"; seeds {', '.join(map(str, study.seeds))}; cells "
                                                      f"{cells_time / 60:.1f} min of training and sampling")
-    title = f"{study.name}: {study.description}" if study.description else study.name
+    title = title or (f"{study.name}: {study.description}" if study.description else study.name)
     files = write_diffusion_report(records, Path(out) if out else work / "report", title=title, rows=rows,
                                    fractions=list(study.fractions), dataset=dataset,
-                                   command=command or f"medpeft diffusion study run {path}", note=note,
+                                   command=command or f"medpeft study run {path}", note=note,
                                    extra="\n".join(steps))
     for key in METRICS:
         metric_table(records, key, rows, list(study.fractions), dataset).print(console, fmt)

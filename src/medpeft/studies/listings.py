@@ -1,5 +1,5 @@
-"""Tables for the command line: a run's metrics, the methods that fit a backbone with their
-trainable-parameter counts, and one method's options."""
+"""Tables for the command line: a run's metrics, the methods that fit a backbone (a classifier or
+the diffusion UNet) with their trainable-parameter counts, and one method's options."""
 from __future__ import annotations
 
 import dataclasses
@@ -57,47 +57,65 @@ def _one_class_text(metrics: dict) -> str:
 def methods_table(backbone: str, *, img_size: int = 224, patch_size: int | None = None,
                   num_outputs: int = 14) -> Table:
     """Every method that fits ``backbone`` with its trainable-parameter count, with and without
-    the task head; the methods that do not fit are named in the caption."""
+    the task head; the methods that do not fit are named in the caption. ``backbone`` ``unet``
+    is the diffusion UNet at its default size (:class:`medpeft.diffusion.UNetConfig`)."""
     import torch
 
     from ..methods import METHODS, apply_method, count_parameters, create_method
     from ..models import BackboneConfig, create_backbone, family_of
 
-    config = BackboneConfig(backbone, img_size=img_size, patch_size=patch_size)
-    with torch.device("meta"):  # counts only: no memory, no initialisation time
-        family = family_of(create_backbone(config, num_outputs))
-    table = Table(title=f"methods for {backbone} ({family}, {img_size} px, {num_outputs} outputs)",
-                  columns=["method", "trainable", "without head", "% of total", "mergeable", "what trains"])
+    if backbone == "unet":
+        from ..diffusion import UNetConfig
+        from ..diffusion.unet import build_unet
+
+        unet = UNetConfig()
+        family, device = "unet", torch.device("cpu")  # peft's injection needs real tensors; the UNet is small
+        title = f"methods for the diffusion UNet ({list(unet.channels)} channels, {img_size} px)"
+        build = lambda: build_unet(unet, img_size)  # noqa: E731
+    else:
+        config = BackboneConfig(backbone, img_size=img_size, patch_size=patch_size)
+        device = torch.device("meta")  # counts only: no memory, no initialisation time
+        with device:
+            family = family_of(create_backbone(config, num_outputs))
+        title = f"methods for {backbone} ({family}, {img_size} px, {num_outputs} outputs)"
+        build = lambda: create_backbone(config, num_outputs)  # noqa: E731
+    last = "diffusion lr" if family == "unet" else "mergeable"
+    table = Table(title=title, columns=["method", "trainable", "without head", "% of total", last, "what trains"])
     for name, cls in METHODS.items():
         if family not in cls.families:
             continue
-        with torch.device("meta"):
-            model = apply_method(create_backbone(config, num_outputs), create_method(name))
+        with device:
+            model = apply_method(build(), create_method(name, family=family))
         trainable, total = count_parameters(model)
         table.add_row(name, f"{trainable:,}", f"{trainable - head_parameters(model):,}",
-                      f"{100.0 * trainable / total:.2f}%", "yes" if cls.mergeable else "no", cls.summary)
+                      f"{100.0 * trainable / total:.2f}%",
+                      f"{cls.diffusion_lr:g}" if family == "unet" else "yes" if cls.mergeable else "no",
+                      cls.summary_for(family))
     misfits = [name for name, cls in METHODS.items() if family not in cls.families]
     if misfits:
         table.caption = f"not applicable to {family} backbones: {', '.join(misfits)}"
     return table
 
 
-def method_options_table(name: str) -> Table:
-    """One method's options: name, type, default and help, from its config dataclass."""
-    from ..serialization import field_help
+def method_options_table(name: str, family: str | None = None) -> Table:
+    """One method's options: name, type, default (``family``'s own where it has them) and help."""
     from ..methods import METHODS
+    from ..serialization import field_help
 
     cls = METHODS.get(name)
     config = cls.config_class
     hints = typing.get_type_hints(config)
-    table = Table(title=f"{name}: {cls.summary}", columns=["option", "type", "default", "help"])
+    own = cls.family_defaults.get(family, {})
+    table = Table(title=f"{cls.name}: {cls.summary_for(family)}", columns=["option", "type", "default", "help"])
     for field in dataclasses.fields(config):
         if field.init:
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            table.add_row(f"--{field.name.replace('_', '-')}", _type_name(hints[field.name]), str(default),
-                          field_help(config, field.name))
+            table.add_row(f"--{field.name.replace('_', '-')}", _type_name(hints[field.name]),
+                          str(own.get(field.name, default)), field_help(config, field.name))
+    others = {f: d for f, d in cls.family_defaults.items() if f != family}
     table.caption = (f"{cls.paper}; fits {', '.join(cls.families)}; mergeable: {'yes' if cls.mergeable else 'no'}"
-                     + ("" if table.rows else "; no options of its own"))
+                     + ("" if table.rows else "; no options of its own")
+                     + "".join(f"; {f} defaults: {d}" for f, d in others.items()))
     return table
 
 

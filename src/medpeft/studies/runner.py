@@ -1,6 +1,11 @@
 """``medpeft study run``: prepare a study, start N local worker processes, show one live line
 per worker, and say at the end what finished and what failed.
 
+One runner for every kind of study: the study file says which (:func:`kind_of`,
+``studies/kinds.py``), and ``run_study``, ``run_worker``, ``study_status`` and ``report_study``
+pick the kind themselves when not given one; a diffusion study's report is
+``studies/generative_report.py``.
+
 The same command on another machine, with the same ``--storage postgresql://...``, joins the
 study: whichever starter creates the study in the storage enqueues its cells; the others wait
 until it has, then their workers claim cells from the same queue.
@@ -14,9 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from rich.console import Console, Group
@@ -25,28 +28,25 @@ from rich.text import Text
 
 from ..console import make_console, print_error
 from .engine import POLL, Engine, Progress
-from .spec import load_study
+from .kinds import StudyKind, study_kind, work_dir_of
+from .spec import load_study, read_study_file
 
 PREPARED = "prepared"  # study user attr set once its cells are enqueued
+WORKER_COMMAND = ("study", "worker")  # what `study run` starts N of, for every kind
+
+CLASSIFIER = StudyKind(name="classifier", load=load_study, engine=Engine)
+
+__all__ = ["CLASSIFIER", "StudyKind", "kind_of", "report_study", "run_study", "run_worker", "study_status",
+           "work_dir_of"]
 
 
-@dataclass(frozen=True)
-class StudyKind:
-    """What kind of cells a study file holds: how to read it, the engine that runs its cells,
-    and the sub-command that starts one of its workers."""
+def kind_of(path: str | Path) -> StudyKind:
+    """The kind of study a file holds: its ``kind:``, else diffusion when it has ``base`` and
+    ``judge``, else classifier (``studies/kinds.py``); an unknown ``kind`` is a ValueError."""
+    from .generative import DIFFUSION
 
-    load: Callable = load_study
-    engine: type = Engine
-    worker_command: tuple[str, ...] = ("study", "worker")
-
-
-CLASSIFIER = StudyKind()
-
-
-def work_dir_of(path: str | Path, work_dir: str | Path | None) -> Path:
-    """Where a study's storage, runs and logs live: ``--dir``, else the study file's folder."""
-    path = Path(path)
-    return Path(work_dir) if work_dir else (path if path.is_dir() else path.parent)
+    where, values = read_study_file(path)
+    return DIFFUSION if study_kind(values, where) == DIFFUSION.name else CLASSIFIER
 
 
 def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
@@ -73,11 +73,12 @@ def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
 
 def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
               work_dir: str | Path | None = None, threads: int | None = None,
-              console: Console | None = None, kind: StudyKind = CLASSIFIER) -> int:
+              console: Console | None = None, kind: StudyKind | None = None) -> int:
     """Run every missing or failed cell with ``workers`` local processes; 0 when all are done."""
     console = console or make_console()
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
+    kind = kind or kind_of(path)
     study = kind.load(path)
     work = work_dir_of(path, work_dir)
     engine = kind.engine(study, work, storage, console=console)
@@ -91,7 +92,7 @@ def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs = [_spawn(path, work, storage, index, threads, logs, kind) for index in range(workers)]
+    procs = [_spawn(path, work, storage, index, threads, logs) for index in range(workers)]
     try:
         _watch(engine, procs, console, started)
     except KeyboardInterrupt:
@@ -106,9 +107,9 @@ def engine_url(engine: Engine) -> str:
     return shown_url(engine.url)
 
 
-def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path,
-           kind: StudyKind = CLASSIFIER) -> subprocess.Popen:
-    command = [sys.executable, "-m", "medpeft.cli", *kind.worker_command, str(path), "--dir", str(work),
+def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path) -> subprocess.Popen:
+    """One ``medpeft study worker`` process (it reads the study's kind from the file itself)."""
+    command = [sys.executable, "-m", "medpeft.cli", *WORKER_COMMAND, str(path), "--dir", str(work),
                "--threads", str(threads), "--id", str(index + 1)]
     if storage:
         command += ["--storage", storage]
@@ -176,13 +177,14 @@ def summary(engine: Engine, console: Console, seconds: float) -> int:
 
 def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
                threads: int | None = None, worker_id: str = "", console: Console | None = None,
-               kind: StudyKind = CLASSIFIER) -> int:
+               kind: StudyKind | None = None) -> int:
     """One worker in this process: claims and runs cells until the study is done."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     console = console or make_console()
+    kind = kind or kind_of(path)
     study = kind.load(path)
     engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
     ran = engine.work()
@@ -191,8 +193,9 @@ def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | 
 
 
 def study_status(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
-                 console: Console | None = None, kind: StudyKind = CLASSIFIER) -> Progress:
+                 console: Console | None = None, kind: StudyKind | None = None) -> Progress:
     console = console or make_console()
+    kind = kind or kind_of(path)
     study = kind.load(path)
     engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
     status = engine.progress()
@@ -241,14 +244,19 @@ def _cost(engines: list[Engine]) -> str:
 
 def report_study(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
                  out: str | Path | None = None, console: Console | None = None, fmt: str = "table",
-                 command: str | None = None, also: list[str | Path] = (), title: str | None = None) -> list[Path]:
+                 command: str | None = None, also: list[str | Path] = (), title: str | None = None,
+                 kind: StudyKind | None = None) -> list[Path]:
     """Write the report of the study's finished cells into ``out`` (default ``<study>/report``)
     and print its tables in ``fmt``. ``also``: other studies (each with its storage in its own
     folder, e.g. the other slices of one big study) whose finished cells join the same tables;
-    the title, row order, baseline and published figures start from the first study's."""
+    the title, row order, baseline and published figures start from the first study's.
+    A diffusion study's report is the generative table (``studies/generative_report.py``)."""
     from .report import report_tables, write_report
 
     console = console or make_console()
+    if (kind or kind_of(path)) is not CLASSIFIER:
+        return _report_diffusion(path, storage=storage, work_dir=work_dir, out=out, console=console, fmt=fmt,
+                                 command=command, also=also, title=title)
     study = load_study(path)
     work = work_dir_of(path, work_dir)
     engines = [Engine(study, work, storage, console=console)]
@@ -274,3 +282,11 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
     if fmt == "table":
         console.print(f"report: {files.markdown}, {files.html} ({note})")
     return files.all()
+
+
+def _report_diffusion(path, *, also, **options) -> list[Path]:
+    from .generative_report import report_diffusion_study
+
+    if also:
+        raise ValueError(f"{path} is a diffusion study; --with joins the tables of classifier studies only")
+    return report_diffusion_study(path, **options)

@@ -18,8 +18,8 @@ as one YAML file validated like every config, expanded into cells.
     report: {baseline: FFT, anchors: [...]}
 
 A slice of a big study can name it in ``extends`` and give only the keys that differ
-(:func:`read_study_file`). An unknown key, method, option or backbone fails when the file is
-loaded, with the valid names.
+(:func:`read_study_file`); ``kind: classifier`` may say what it is (``studies/kinds.py``). An
+unknown key, method, option or backbone fails when the file is loaded, with the valid names.
 Relative paths (``data_root``, ``checkpoint``) are read from the study file's folder. Each cell
 is one ordinary fine-tuning run (:class:`medpeft.runtime.RunConfig`); its key is its readable
 name plus a digest of its config, so editing the study file gives new cells and never mixes
@@ -38,6 +38,7 @@ from ..methods import METHODS
 from ..models import BackboneConfig
 from ..pretrain import PretrainConfig
 from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
+from .kinds import take_kind
 
 SEARCHABLE_TRAIN = ("lr", "blr", "weight_decay", "layer_decay", "min_lr", "warmup_epochs", "batch_size",
                     "clip_grad", "epochs", "min_steps")
@@ -222,6 +223,7 @@ def _extended(path: Path, seen: list[Path]) -> dict:
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file (every entry, method option and cell config)."""
     path, values = read_study_file(path)
+    take_kind(values, path, "classifier")  # `kind:` (studies/kinds.py) is checked, not a StudyConfig field
     try:
         config = from_dict(StudyConfig, values, where=str(path))
         cells(config)  # every cell's config is built and checked here

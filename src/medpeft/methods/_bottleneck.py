@@ -1,4 +1,5 @@
-"""Bottleneck adapters in ViT blocks: sequential (Houlsby) and parallel (He et al.; AdaptFormer).
+"""Shared code of the bottleneck adapters in ViT blocks: sequential (``adapter``, Houlsby) and parallel
+(``adapter-parallel``, He et al.; ``adaptformer``); each method is in its own file.
 
 An adapter is a small bottleneck MLP, ``s · up(dropout(act(down(h))))`` with ``down``: d -> m and
 ``up``: m -> d. ``up`` starts at zero (``down`` as nn.Linear/LoRA: kaiming-uniform, zero bias),
@@ -37,7 +38,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from ._base import Method, MethodConfig, register_method
+from ._base import MethodConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -151,42 +152,3 @@ def bottleneck_for(block: Block, width: int, activation: str, dropout: float, **
 
 
 ADAPTER_PATTERN = r"^blocks\.\d+\.(attn|mlp)_adapter\."
-
-
-@register_method
-class SequentialAdapter(Method):
-    name = "adapter"
-    config_class = AdapterConfig
-    families = ("vit",)
-    summary = "Houlsby adapters: bottlenecks after the attention and MLP outputs of every block"
-    paper = "Houlsby et al. 2019, 'Parameter-Efficient Transfer Learning for NLP' (ICML)"
-
-    def inject(self, model: nn.Module) -> nn.Module:
-        cfg = self.config
-        for block in convert_blocks(model, SequentialAdapterBlock):
-            for enabled, attr in ((cfg.after_attn, "attn_adapter"), (cfg.after_mlp, "mlp_adapter")):
-                adapter = bottleneck_for(block, cfg.bottleneck, cfg.activation, cfg.dropout) if enabled else None
-                setattr(block, attr, adapter)
-        return model
-
-    def trainable_patterns(self, model: nn.Module) -> list[str]:
-        return [ADAPTER_PATTERN]
-
-
-@register_method
-class ParallelAdapter(Method):
-    name = "adapter-parallel"
-    config_class = ParallelAdapterConfig
-    families = ("vit",)
-    summary = "parallel adapter: a scaled bottleneck beside every block's MLP (s = 4)"
-    paper = "He et al. 2022, 'Towards a Unified View of Parameter-Efficient Transfer Learning' (ICLR)"
-
-    def inject(self, model: nn.Module) -> nn.Module:
-        cfg = self.config
-        for block in convert_blocks(model, ParallelAdapterBlock):
-            block.mlp_adapter = bottleneck_for(block, cfg.bottleneck, cfg.activation, cfg.dropout,
-                                               scale=cfg.scale, learnable_scale=cfg.learnable_scale)
-        return model
-
-    def trainable_patterns(self, model: nn.Module) -> list[str]:
-        return [ADAPTER_PATTERN]

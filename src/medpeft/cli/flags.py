@@ -4,6 +4,7 @@ Flags default to "not given" (``argparse.SUPPRESS``): a run's config is the data
 then the ``--config`` YAML, then the flags actually typed — in that order of precedence.
 Method options are one flag per option name (``--rank`` serves every method that has a rank);
 ``--help`` then lists each method's own options, help and defaults in a section of its own.
+:func:`config_from_args` assembles every command's config from them the same way.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import typing
 
 import yaml
 
-from .serialization import field_help
+from ..serialization import field_help, load_yaml, merge
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -65,8 +66,14 @@ def add_dataclass_flags(parser, cls, section: str, rename: dict[str, str] | None
         _add_flag(parser, flag, f"{section}.{field.name}", hints[field.name], field_help(cls, field.name) or None)
 
 
-def add_method_flags(parser: argparse.ArgumentParser, methods, section: str = "method_options") -> None:
-    """One flag per method option name, then one help section per method with its own options."""
+def add_method_flags(parser: argparse.ArgumentParser, families: tuple[str, ...],
+                     section: str = "method_options") -> None:
+    """One flag per option name of the methods that fit ``families``, then one help section per
+    method with its own options (defaults: the first family's, e.g. LoRA's on the UNet)."""
+    from ..methods import METHODS
+
+    methods = {name: cls for name, cls in METHODS.items() if set(cls.families) & set(families)}
+    own = {name: cls.family_defaults.get(families[0], {}) for name, cls in methods.items()}
     users: dict[str, list[str]] = {}
     hints: dict[str, object] = {}
     for name, cls in methods.items():
@@ -85,9 +92,10 @@ def add_method_flags(parser: argparse.ArgumentParser, methods, section: str = "m
         lines = []
         for field in dataclasses.fields(cls.config_class):
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            default = own[name].get(field.name, default)
             lines.append(f"  --{field.name.replace('_', '-'):<18} {field_help(cls.config_class, field.name)} "
                          f"(default {default})")
-        parser.add_argument_group(f"--method {name}: {cls.summary}",
+        parser.add_argument_group(f"--method {name}: {cls.summary_for(families[0])}",
                                   "\n".join(lines) or "  no options of its own")
 
 
@@ -99,3 +107,29 @@ def given_values(args: argparse.Namespace) -> dict[str, dict]:
             section, name = dest.split(".", 1)
             sections.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
     return sections
+
+
+def config_from_args(args: argparse.Namespace, config_class, *, prepare=None):
+    """The one way a command's config is assembled: the dataclass defaults, then the ``--config``
+    YAML, then the flags typed on the command line.
+
+    Flags in the ``run`` and ``top`` sections set top-level keys (``--method``, ``--base``,
+    ``--objective``). For a config with ``method_options``, a ``--method`` other than the
+    recipe's drops the recipe's options (they belong to its own method), and the typed option
+    flags are merged over what remains. ``prepare`` edits the values before the config is built
+    (a diffusion adaptation takes its base's UNet).
+    """
+    values = load_yaml(args.config) if args.config else {}
+    given = given_values(args)
+    top = {**given.pop("run", {}), **given.pop("top", {})}
+    options = given.pop("method_options", {})
+    values = merge(values, given)
+    if "method" in top and top["method"] != values.get("method"):
+        values["method_options"] = {}  # a recipe's options belong to its own method
+    values.update(top)
+    if any(field.name == "method_options" for field in dataclasses.fields(config_class)):
+        current = values.get("method_options") or {}
+        if not isinstance(current, dict):
+            raise ValueError(f"{args.config}: method_options must be a mapping such as {{rank: 8}}")
+        values["method_options"] = merge(current, options)
+    return config_class.from_dict(prepare(values) if prepare else values)

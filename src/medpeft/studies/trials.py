@@ -1,0 +1,217 @@
+"""One trial of a study in its Optuna storage: claimed once, run with a heartbeat, closed in the
+state it earned, and queued again if its worker dies. The engine (:mod:`.engine`) decides which
+trial to claim and what its cell is; this module holds what keeps a trial safe.
+
+Claims: Optuna's WAITING -> RUNNING update claims a trial atomically on PostgreSQL; on SQLite
+:func:`claim_lock` serialises claims. A cell enqueued twice (by two starters at once) is run
+once: :func:`duplicate_of` finds the copy that yields.
+
+Kill-safe: a worker killed at any point (SIGKILL included) leaves its trial RUNNING. On this
+machine a dead worker is recognised at once (its process is gone, :func:`reap_dead`); elsewhere
+by Optuna's heartbeat (no beat for ``GRACE`` seconds; :func:`heartbeat` beats while a trial
+runs). Its trial is then failed and enqueued again with the same cell, params and run directory
+(:func:`requeue`), so the run resumes from its last checkpoint. A failed trial keeps its error
+and does not stop the study (:func:`run_trial`); the next ``study run`` retries it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+from ..runtime import RunDir, RunInUse
+from .reuse import copy_run
+from .spec import Cell
+
+HEARTBEAT = 20  # seconds between heartbeats of a running trial
+GRACE = 120  # a trial with no heartbeat for this long is considered dead (other machines)
+KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
+
+
+class LostClaim(RuntimeError):
+    """Our trial was finished by another process while we ran it."""
+
+
+@contextlib.contextmanager
+def claim_lock(url: str, work_dir: Path):
+    """Serialise claims on SQLite: Optuna pops a WAITING trial with SELECT ... FOR UPDATE, which
+    PostgreSQL honours but SQLite ignores, so two local workers could both pop the same trial
+    (seen in a real run). SQLite storage is one machine's file, so a file lock beside it closes
+    the race; other databases claim atomically by themselves."""
+    if not url.startswith("sqlite") or fcntl is None:
+        yield
+        return
+    with open(work_dir / ".claim.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def duplicate_of(study: optuna.Study, number: int, key: str) -> int | None:
+    """Another trial of the same cell that wins over ours: a finished one, or an earlier one
+    that is waiting or running (so of two simultaneous claims exactly one proceeds)."""
+    for other in study.get_trials(deepcopy=False):
+        if other.number == number or other.user_attrs.get("cell") != key:
+            continue
+        if other.state == TrialState.COMPLETE or (other.number < number and other.state in
+                                                  (TrialState.WAITING, TrialState.RUNNING)):
+            return other.number
+    return None
+
+
+def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_dir: Path,
+              on_validation: Callable | None, search: bool = False) -> None:
+    """Run a claimed trial's cell into ``<work dir>/<run_dir>`` and close the trial: COMPLETE
+    with its record, PRUNED, or FAIL with its error (an interrupted one is queued again). What a
+    cell is comes from ``engine`` (an :class:`~.engine.Engine`): ``donor``, ``train_cell``,
+    ``objective``, ``result_line``."""
+    for name, value in {"host": socket.gethostname(), "pid": os.getpid(), "worker": engine.worker,
+                        "run_dir": str(run_dir), "started": time.time(), "cell": cell.key,
+                        "label": label(cell)}.items():
+        trial.set_user_attr(name, value)
+    path = engine.work_dir / run_dir
+    started = time.perf_counter()
+    with heartbeat(engine.storage, trial._trial_id):
+        try:
+            run = RunDir(path)
+            donor = None if search or path.exists() else engine.donor(cell)
+            if donor is not None:
+                metrics = copy_run(donor, path, engine.study.name)
+                trial.set_user_attr("reused_from", str(donor))
+            elif run.is_complete():
+                metrics = run.load_metrics()
+            else:
+                metrics = engine.train_cell(cell, path, _progress_hook(trial, on_validation))
+        except RunInUse:  # another local worker runs this cell under another trial
+            trial.set_user_attr("duplicate_of", "the run directory is in use by another worker")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        except LostClaim as lost:
+            engine.console.print(f"{label(cell)}: {lost}; its run directory keeps the last checkpoint")
+            return
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("note", str(pruned))
+            study.tell(trial, state=TrialState.PRUNED)
+            engine.console.print(f"{label(cell)}: {pruned}")
+            return
+        except KeyboardInterrupt:
+            trial.set_user_attr("error", "interrupted")
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            study.tell(trial, state=TrialState.FAIL)
+            requeue(study, frozen)  # the next `study run` resumes it
+            raise
+        except Exception as err:  # recorded with its error; the study goes on
+            message = f"{type(err).__name__}: {err}"
+            trial.set_user_attr("error", message[:2000])
+            study.tell(trial, state=TrialState.FAIL)
+            engine.console.print(f"{label(cell)} failed: {message}")
+            return
+    record = {k: v for k, v in metrics.items() if k != "history"}
+    trial.set_user_attr("record", json.loads(json.dumps(record)))
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
+    study.tell(trial, engine.objective(metrics, search))
+    engine.console.print(f"{label(cell)}: {engine.result_line(cell, metrics)} "
+                         f"({time.perf_counter() - started:.0f} s)")
+
+
+def _progress_hook(trial: optuna.Trial, inner: Callable | None) -> Callable:
+    def hook(epoch: int, val: dict) -> None:
+        try:
+            trial.set_user_attr("progress", f"epoch {epoch + 1}, val AUROC {val['auroc']:.3f}")
+        except UpdateFinishedTrialError:  # someone else closed our trial: stop, leave the checkpoint
+            raise LostClaim(f"trial {trial.number} was closed by another worker") from None
+        if inner is not None:
+            inner(epoch, val)
+    return hook
+
+
+def reap_dead(study: optuna.Study, storage: RDBStorage) -> int:
+    """Fail the RUNNING trials of ``study`` whose worker on this machine is dead and enqueue
+    them again; fail those of other machines whose heartbeat went stale (Optuna's callback
+    re-queues them). Returns how many of this machine's were reaped."""
+    host, reaped = socket.gethostname(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") == host and attrs.get("pid") and not _alive(int(attrs["pid"])):
+            storage.set_trial_user_attr(trial._trial_id, "error", "worker process died")
+            study.tell(trial.number, state=TrialState.FAIL)
+            requeue(study, trial)
+            reaped += 1
+    with contextlib.suppress(Exception):
+        optuna.storages.fail_stale_trials(study)  # other machines: no heartbeat for GRACE s
+    return reaped
+
+
+def requeue(study: optuna.Study, trial) -> None:
+    """Enqueue a failed trial again: same params, same cell and run directory (so it resumes).
+    Also Optuna's callback for trials whose heartbeat went stale."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ON_RETRY}
+    attrs["retry_of"] = trial.number
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def failed_cells(trials) -> dict[str, str]:
+    """Cells whose attempt failed with an error and that are neither finished nor queued again
+    (a trial whose worker died is re-queued by ``reap_dead``: it is waiting, not failed) -> error."""
+    settled = {t.user_attrs.get("cell") for t in trials
+               if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+    out = {}
+    for trial in trials:
+        cell, error = trial.user_attrs.get("cell"), trial.user_attrs.get("error")
+        if (trial.state == TrialState.FAIL and cell and error and cell not in settled
+                and not trial.user_attrs.get("duplicate_of")):
+            out[cell] = error
+    return out
+
+
+def label(cell: Cell) -> str:
+    return f"{cell.dataset} {cell.fraction:.0%} {cell.backbone} {cell.method} seed {cell.seed}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def heartbeat(storage: RDBStorage, trial_id: int):
+    """Record a heartbeat every HEARTBEAT seconds while the trial runs (Optuna does this only
+    inside ``study.optimize``)."""
+    stop = threading.Event()
+
+    def beat():
+        while True:
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial_id)
+            if stop.wait(HEARTBEAT):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
