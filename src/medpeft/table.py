@@ -104,7 +104,7 @@ class Table:
 
 
 # digits and what the result tables put beside them: ± std, ↑/↓/= differences, [CI], ≈, †‡ footnotes
-_NUMERIC = re.compile(r"^[\s\d.,%±+\-−–\[\]()*↑↓=≈†‡]*$")
+_NUMERIC = re.compile(r"^[\s\d.,%±+\-−–\[\]()*↑↓=≈†‡§]*$")
 
 
 def _md_cell(text: str) -> str:

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..serialization import save_json
+from ..serialization import load_json, save_json
 from ..models.cache import publish_files, read_card
 from ..runtime.named_cache import CachedModel
+from ..runtime.rundir import METRICS
 from .config import PretrainConfig
 
 CARD_FORMAT = "medpeft-mae/1"
@@ -106,6 +107,13 @@ class PretrainedCheckpoint(CachedModel):
         return read_card(self.folder / self.marker).get("config")
 
     def final(self, run: Path) -> Path:
+        """The run's last checkpoint: ``checkpoint-<epochs>.pth``, or the earlier epoch its
+        ``metrics.json`` names when the probe stopped it early."""
+        metrics = run / METRICS
+        if metrics.is_file():
+            written = load_json(metrics, "pretraining metrics").get("checkpoint")
+            if written:
+                return run / Path(written).name
         return run / checkpoint_name(self.config.train.epochs)
 
     def files(self, run: Path) -> dict[str, Path]:

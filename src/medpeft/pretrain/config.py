@@ -85,10 +85,15 @@ class PretrainTrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto: bf16 autocast where it is fast (bf16 GPUs, AMX-BF16 CPUs), else fp32 | fp32 | bf16 | fp16
     keep_checkpoint: bool = False  # keep checkpoint-last.pt (optimizer state) after the run
+    probe: str | None = None  # labelled dataset spec for a linear probe of the encoder while it trains (None = off)
+    probe_every: int = 5  # probe every this many epochs (and after the last one)
+    probe_fraction: float = 1.0  # fraction of the probe's training labels the probe fits on
+    probe_patience: int | None = None  # stop when the probe AUROC has not improved for this many probes (None = never)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        self._check_probe()
         check_precision(self.precision)
         check_device_name(self.device)
         for name in ("blr", "lr", "clip_grad"):
@@ -112,6 +117,28 @@ class PretrainTrainConfig:
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else self.blr * self.batch_size / 256
+
+    def _check_probe(self) -> None:
+        """A probe's spec names a known source, and its settings are in range (before any training)."""
+        from ..data import SOURCES, parse_spec
+
+        if self.probe is not None and not str(self.probe).strip():
+            self.probe = None
+        if self.probe_every < 1:
+            raise ValueError(f"probe_every must be at least 1, got {self.probe_every}")
+        if self.probe_patience is not None and self.probe_patience < 1:
+            raise ValueError(f"probe_patience must be at least 1 (or unset), got {self.probe_patience}")
+        self.probe_fraction = float(self.probe_fraction)
+        if not 0.0 < self.probe_fraction <= 1.0:
+            raise ValueError(f"probe_fraction must be in (0, 1], got {self.probe_fraction}")
+        if self.probe is None:
+            if self.probe_patience is not None:
+                raise ValueError("probe_patience stops on the probe's AUROC; give a labelled dataset with --probe")
+            return
+        try:
+            SOURCES.get(parse_spec(self.probe).scheme)
+        except ValueError as err:
+            raise ValueError(f"probe {self.probe!r} is not a usable dataset spec: {err}") from None
 
 
 def _pretraining_backbone() -> BackboneConfig:

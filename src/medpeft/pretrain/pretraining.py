@@ -6,7 +6,9 @@ schedule, score the masked-patch loss of a fixed set of validation images under 
 (comparable across epochs), and write ``checkpoint-last.pt`` (with optimizer state, for
 ``--resume``) plus ``checkpoint-<epoch>.pth`` at the ``save_at`` epochs. At the end: the final
 ``checkpoint-<epochs>.pth`` and its card, ``reconstruction.png``, ``metrics.json``, and with
-``name`` a copy in the named cache.
+``name`` a copy in the named cache. With ``probe`` set, a linear probe of the encoder is scored
+every ``probe_every`` epochs (:mod:`medpeft.pretrain.probe`: ``probe.csv``, ``probe.png``), and
+``probe_patience`` stops the run on its plateau; the final checkpoint is then the last epoch run.
 
 Borrowed from facebookresearch/mae ``main_pretrain.py`` / ``engine_pretrain.py``: the
 optimizer settings, the blr convention and the per-iteration schedule.
@@ -27,12 +29,14 @@ from .checkpoint import PretrainedCheckpoint, checkpoint_name, make_card, publis
 from .config import PretrainConfig
 from .data import UnlabeledData, load_unlabeled
 from .figure import save_reconstruction_figure
+from .probe import ProbeTracker, load_probe_data
 from .mae import MaskedAutoencoderViT, build_mae, kept_count
 from .simclr import build_simclr
 
 FIGURE = "reconstruction.png"
 VAL_MASK_SEED = 1234  # the held-out loss always hides the same patches
-MAY_CHANGE = ("epochs", "save_at")  # where extra checkpoints go, and how many epochs, keep the weights so far
+# where extra checkpoints go, how many epochs, and the probe (an observer) keep the weights so far
+MAY_CHANGE = ("epochs", "save_at", "probe", "probe_every", "probe_fraction", "probe_patience")
 
 
 def build_optimizer(model: MaskedAutoencoderViT, config: PretrainConfig) -> torch.optim.AdamW:
@@ -43,12 +47,13 @@ def build_optimizer(model: MaskedAutoencoderViT, config: PretrainConfig) -> torc
 
 class PretrainJob(Job):
     """One batch: the objective's loss (MAE's masked-patch loss or SimCLR's NT-Xent). One epoch:
-    the held-out loss, and numbered checkpoints."""
+    the held-out loss, the probe when one is due (and its plateau stop), numbered checkpoints."""
 
     def __init__(self, model: nn.Module, optimizer, config: PretrainConfig, data: UnlabeledData,
-                 device, autocast, run: RunDir, params: dict):
+                 device, autocast, run: RunDir, params: dict, probe: ProbeTracker | None = None):
         self.model, self.optimizer, self.config, self.data = model, optimizer, config, data
         self.device, self.autocast, self.run, self.params = device, autocast, run, params
+        self.probe = probe
 
     def loss(self, batch):
         return self.model(batch.to(self.device, non_blocking=True)).loss, len(batch)
@@ -58,7 +63,16 @@ class PretrainJob(Job):
                                 self.config.train.batch_size, VAL_MASK_SEED, self.autocast)
         record = {"epoch": stats.epoch + 1, "loss": stats.loss, "val_loss": val_loss, "lr": stats.lr,
                   "img_per_s": stats.images / stats.seconds, "seconds": stats.seconds}
-        return EpochEnd(record, text=f"val loss {val_loss:.4f}" if val_loss is not None else "")
+        text = f"val loss {val_loss:.4f}" if val_loss is not None else ""
+        if self.probe is None or not self.probe.due(stats.epoch + 1, stats.epochs):
+            return EpochEnd(record, text=text)
+        record["probe_auroc"] = self.probe.measure(self.model, self.config, self.device, self.autocast)
+        stop = self.probe.add(stats.epoch + 1, record["probe_auroc"], val_loss)
+        return EpochEnd(record, text=f"{text}  probe auroc {record['probe_auroc']:.4f}".strip(), stop=stop)
+
+    def load_extra_state(self, state: dict) -> None:
+        if self.probe is not None:
+            self.probe.restore(state["history"])
 
     def after_record(self, stats: EpochStats, history: list[dict]) -> None:
         epoch, train = stats.epoch + 1, self.config.train
@@ -75,14 +89,15 @@ def pretrain(config: PretrainConfig, out_dir, *, resume: bool = False, name: str
         PretrainedCheckpoint(name, config).check_publishable()  # a bad or taken name fails now, not after training
     config = config.resolved()
     device = resolve_device(config.train.device)
+    probe_data = load_probe_data(config) if config.train.probe else None  # a bad probe fails before training
     run = RunDir(out_dir)
     with run.lock():
         state = run.start(config.to_dict(), resume=resume, may_change=MAY_CHANGE,
                           read=lambda saved: PretrainConfig.from_dict(saved).resolved().to_dict())
-        return _pretrain(config, run, state, device, name, console, progress)
+        return _pretrain(config, run, state, device, name, console, progress, probe_data)
 
 
-def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console, progress) -> dict:
+def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console, progress, probe_data=None) -> dict:
     train = config.train
     precision, why = resolve_precision(device, train.precision)
     autocast = autocast_for(device, precision)
@@ -94,14 +109,22 @@ def _pretrain(config: PretrainConfig, run: RunDir, state, device, name, console,
     console.print(f"precision {precision} ({why})")
     if state is None:
         run.log(f"start: {data.describe()}; {params}; precision {precision} ({why})")
-    job = PretrainJob(model, optimizer, config, data, device, autocast, run, params)
+    probe = None
+    if probe_data is not None:
+        probe = ProbeTracker(probe_data, train.probe_every, train.probe_patience, run.path, train.batch_size,
+                             title=f"{config.objective.upper()} {config.backbone.name}: linear probe on {train.probe}")
+        console.print(f"probe: logistic regression on {len(probe_data.train)} {probe_data.info.name} training "
+                      f"images, AUROC on {len(probe_data.val)} validation images, every {train.probe_every} "
+                      f"epochs" + (f", stop after {train.probe_patience} without improvement"
+                                   if train.probe_patience else ""))
+    job = PretrainJob(model, optimizer, config, data, device, autocast, run, params, probe)
     settings = LoopSettings(epochs=train.epochs, batch_size=train.batch_size, seed=train.seed,
                             lr=train.learning_rate(), min_lr=train.min_lr, warmup_epochs=train.warmup_epochs,
                             clip_grad=train.clip_grad, num_workers=train.num_workers,
                             pin_memory=device.type == "cuda")
     result = run_epochs(job, data.train, settings, run, config=config.to_dict(), may_change=MAY_CHANGE,
                         state=state, autocast=autocast, console=console, progress=progress)
-    return _finish(run, model, config, data, result, params, device, name, console)
+    return _finish(run, model, config, data, result, params, device, name, console, probe)
 
 
 def build_objective(config: PretrainConfig) -> nn.Module:
@@ -130,9 +153,10 @@ def _save_numbered(folder: Path, model, config, epoch, data: UnlabeledData, hist
 
 
 def _finish(run: RunDir, model, config: PretrainConfig, data: UnlabeledData, result: LoopResult, params,
-            device, name, console) -> dict:
+            device, name, console, probe: ProbeTracker | None = None) -> dict:
     train, history = config.train, result.history
-    final = _save_numbered(run.path, model, config, train.epochs, data, history, result.img_per_s,
+    epochs = history[-1]["epoch"]  # train.epochs, or fewer when the probe stopped the run
+    final = _save_numbered(run.path, model, config, epochs, data, history, result.img_per_s,
                            result.elapsed, params)
     console.print(f"checkpoint: {final}")
     figure = None
@@ -142,12 +166,16 @@ def _finish(run: RunDir, model, config: PretrainConfig, data: UnlabeledData, res
         figure = save_reconstruction_figure(
             model, images, run.path / FIGURE, mean=config.backbone.mean, std=config.backbone.std,
             title=f"MAE {config.backbone.name}, {config.backbone.img_size} px, mask "
-                  f"{config.mae.mask_ratio:g}, epoch {train.epochs}")
+                  f"{config.mae.mask_ratio:g}, epoch {epochs}")
         console.print(f"reconstruction figure: {figure}")
-    summary = {"checkpoint": str(final), "epochs": train.epochs, "final_loss": history[-1]["loss"],
+    summary = {"checkpoint": str(final), "epochs": epochs, "final_loss": history[-1]["loss"],
                "final_val_loss": history[-1]["val_loss"], "img_per_s": round(result.img_per_s, 1),
                "wall_time_s": round(result.elapsed, 1), "params": params,
                "figure": str(figure) if figure else None, "history": history}
+    if probe is not None and probe.history:
+        summary.update(probe=probe.history, final_probe_auroc=probe.history[-1]["probe_auroc"],
+                       best_probe_epoch=probe.best()["epoch"], best_probe_auroc=probe.best()["probe_auroc"],
+                       stopped_early=bool(result.stopped_early), stopped_because=result.stopped_early or None)
     if name:
         summary["cached"] = str(publish(final, name))
         console.print(f"published as {name!r}: {summary['cached']} (use --checkpoint {name})")

@@ -8,8 +8,9 @@ One engine for grids and searches:
   documentation says.) A cell that was enqueued twice by two starters at once is claimed once;
   the copy is closed as a duplicate.
 - a **search** (optional, :mod:`.search`) is one Optuna study per (dataset, fraction, backbone,
-  method) whose TPE trials are pruned by ASHA or Hyperband. When a search has its trials, the
-  best configuration's seeds are enqueued in the final stage and scored on test.
+  method) whose trials (a space-filling start, then TPE) are pruned by ASHA or Hyperband. When a
+  search has its trials, the best configuration's seeds are enqueued in the final stage and
+  scored on test (a chosen value at the edge of its range is warned about and in the records).
 
 Every trial is one ordinary run directory (``<dir>/runs/...``), so ``medpeft eval`` works on
 any of them, and its metrics (without history) are stored with the trial, so a report can be
@@ -39,7 +40,8 @@ from rich.console import Console
 from ..console import make_console
 from ..runtime import RunInUse
 from .reuse import find_donor, finished_runs
-from .search import best_params, needs_trials, open_search, pruning_reporter, searched_cell, trial_sampler
+from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter,
+                     search_sampler, searched_cell)
 from .spec import Cell, StudyConfig, cells, search_space, with_params
 from .trials import (GRACE, HEARTBEAT, claim_lock, duplicate_of, failed_cells, reap_dead, requeue,
                      run_trial)
@@ -165,19 +167,26 @@ class Engine:
         if not retry_failed:
             live |= {t.user_attrs.get("cell") for t in trials if t.state == TrialState.FAIL
                      and t.user_attrs.get("error") and not t.user_attrs.get("duplicate_of")}
-        added = 0
+        added, warned = 0, set()
         for cell in self.final_cells():
             if cell.key not in live:
                 attrs = {"cell": cell.key, "stage": "final", "group": cell.group}
                 params = self._searched_params(cell)
                 if params is not None:
                     attrs["params"] = params
+                    if cell.group not in warned:
+                        warned.add(cell.group)
+                        for message in edge_messages(cell.group, params, self._space(cell)):
+                            self.console.print(f"[yellow]warning:[/] {message}")
                 self.final.enqueue_trial({}, user_attrs=attrs)
                 added += 1
         return added
 
     def _searched_params(self, cell: Cell) -> dict | None:
         return self.search_result(cell.group) if self.searched(cell) else None
+
+    def _space(self, cell: Cell) -> dict:
+        return search_space(self.study, cell.method, cell.config.method)
 
     # -- recovery --------------------------------------------------------------------------
     def reap(self) -> int:
@@ -215,7 +224,8 @@ class Engine:
             if trial is not None and "record" in trial.user_attrs:
                 out.append({**cell.record(), "run_dir": str(self.work_dir / trial.user_attrs["run_dir"]),
                             "metrics": trial.user_attrs["record"], "params": trial.user_attrs.get("params", {}),
-                            "reused_from": trial.user_attrs.get("reused_from")})
+                            "reused_from": trial.user_attrs.get("reused_from"),
+                            "at_edge": at_edge(trial.user_attrs.get("params", {}), self._space(cell))})
         return out
 
     def compute_time(self) -> dict:
@@ -329,7 +339,7 @@ class Engine:
                 continue
             with self.claiming():
                 trial = study.ask()
-            study.sampler = trial_sampler(self.study.search.seed, trial.number)
+            study.sampler = search_sampler(self.study.search, group, trial.number, self._space(cell))
             searched = searched_cell(self.study, cell, trial)
             run_dir = Path(trial.user_attrs.get("run_dir") or Path("runs") / "search" / group / f"t{trial.number}")
             run_trial(self, study, trial, searched, run_dir, on_validation=pruning_reporter(trial), search=True)

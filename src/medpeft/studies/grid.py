@@ -55,6 +55,11 @@ class GridCell:
         return sorted({reason for r in self.records for reason in rec.not_a_result(r)})
 
     @property
+    def still_improving(self) -> bool:
+        """A seed's best validation was at its last epoch (it might have improved further)."""
+        return any(rec.still_improving(r) for r in self.records)
+
+    @property
     def is_result(self) -> bool:
         return not self.reasons and not math.isnan(self.mean)
 
@@ -147,7 +152,7 @@ def seed_mean_ci(records: list[dict], n_bootstrap: int = 1000, seed: int = 0):
     """(95% CI of the seed-mean test AUROC or None, the method used: see the module doc)."""
     predictions = [load_predictions(r.get("run_dir")) for r in records]
     if (n_bootstrap > 0 and all(p is not None for p in predictions) and _same_items(predictions)
-            and all(_scores_the_run(p, r) for p, r in zip(predictions, records))):
+            and all(scores_the_run(p, r) for p, r in zip(predictions, records))):
         ci = bootstrap_seed_mean([p[0] for p in predictions], predictions[0][1], predictions[0][2],
                                  n_bootstrap, seed)
         if ci is not None:
@@ -183,7 +188,7 @@ def infer_task(scores: np.ndarray, labels: np.ndarray) -> str:
                      "save a 'task' entry in predictions-test.npz")
 
 
-def _scores_the_run(prediction, record: dict, tolerance: float = 1e-4) -> bool:
+def scores_the_run(prediction, record: dict, tolerance: float = 1e-4) -> bool:
     """The saved predictions give the AUROC the run reported (not a stale file of another run)."""
     scores, labels, task = prediction
     reported = rec.auroc(record)

@@ -74,6 +74,15 @@ def trainable_share(record: dict) -> float | None:
     return metrics["trainable_params"] / metrics["total_params"]
 
 
+def still_improving(record: dict) -> bool:
+    """The run's best validation was at its last epoch (``best_epoch`` == ``epochs_run``, both
+    1-based in metrics.json; the last epoch is always validated): it was stopped while still
+    improving. False when metrics.json does not say."""
+    metrics = record["metrics"]
+    best, run = metrics.get("best_epoch"), metrics.get("epochs_run")
+    return best is not None and run is not None and int(best) >= int(run)
+
+
 METRIC_OF = {"auroc": auroc, "f1": f1}
 
 

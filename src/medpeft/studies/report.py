@@ -8,6 +8,9 @@ The engine hands over one record per finished run (see :mod:`medpeft.studies.rec
 - ``report.html``: the same, self-contained (inline CSS, plots as data URIs), opens offline;
 - ``results.csv``: one row per run; ``cells.csv``: one row per table cell and metric;
 - ``table-auroc.csv``, ``table-f1.csv``: the tables as shown;
+- ``paired-auroc.csv``: every row's paired difference of test AUROC to the baseline row, with its
+  paired 95% CI (:mod:`medpeft.studies.paired`), also a table of ``report.md`` (when there is a
+  baseline row and another row);
 - the PNG plots of :mod:`medpeft.studies.plots`.
 
 Numbers are computed once, from the records, and every file renders the same
@@ -29,10 +32,12 @@ from ..table import Table
 from . import records as rec
 from .grid import Grid, build_grid
 from .html import page_html
+from .paired import PAIRED_COLUMNS, paired_cells, paired_rows, paired_table
 from .plots import plot_grid
 from .tables import METRIC_TITLES, study_table
 
 TABLE_FILES = {"auroc": "table-auroc.csv", "f1": "table-f1.csv"}
+PAIRED_FILE = "paired-auroc.csv"
 
 
 @dataclass
@@ -44,9 +49,11 @@ class ReportFiles:
     cells_csv: Path
     tables: dict[str, Path] = field(default_factory=dict)  # metric -> table-<metric>.csv
     plots: list[Path] = field(default_factory=list)
+    paired: Path | None = None  # paired-auroc.csv (None: no baseline row and other row to pair)
 
     def all(self) -> list[Path]:
-        return [self.markdown, self.html, self.results_csv, self.cells_csv, *self.tables.values(), *self.plots]
+        return [self.markdown, self.html, self.results_csv, self.cells_csv, *self.tables.values(),
+                *([self.paired] if self.paired else []), *self.plots]
 
 
 def report_grids(records: list[dict], *, rows=None, n_bootstrap: int = 1000,
@@ -150,10 +157,12 @@ def write_report(records: list[dict], out_dir: str | Path, *, title: str, comman
                  bootstrap_seed: int = 0) -> ReportFiles:
     """Write the study report of ``records`` into ``out_dir`` (see the module doc).
 
-    ``baseline``: the label, else the method, of the row the differences (↑/↓) are taken to;
+    ``baseline``: the label, else the method, of the row the differences (↑/↓, and the paired
+    differences with their CIs) are taken to;
     ``rows``: row labels in the order to show (others follow in first-seen order); ``anchors``:
     published figures ``{"label", "dataset", "fraction", "metric", "value"}`` shown as their own
-    rows; ``n_bootstrap``: resamples for the CI of the seed mean (0: use the runs' own CIs).
+    rows; ``n_bootstrap``: resamples for the CI of the seed mean (0: use the runs' own CIs) and
+    for the paired CIs (0: none).
     """
     out = Path(out_dir)
     anchors = rec.check_anchors(anchors)
@@ -165,12 +174,19 @@ def write_report(records: list[dict], out_dir: str | Path, *, title: str, comman
     for metric, table in tables.items():
         files.tables[metric] = out / TABLE_FILES[metric]
         atomic_write_text(files.tables[metric], table.to_csv())
+    paired = paired_cells(grids["auroc"], baseline, n_bootstrap, bootstrap_seed)
+    shown = [*tables.values()]
+    if (table := paired_table(grids["auroc"], paired, n_bootstrap=n_bootstrap)) is not None:
+        shown.append(table)
+        files.paired = out / PAIRED_FILE
+        atomic_write_text(files.paired, _csv_text(PAIRED_COLUMNS, [[_csv_value(v) for v in row]
+                                                                  for row in paired_rows(paired)]))
     plots = [plot for grid in grids.values() for plot in plot_grid(grid, out)]
     files.plots = [path for path, _ in plots]
     others = [p.name for p in files.all() if p not in (files.markdown, files.html) and p.suffix == ".csv"]
     atomic_write_text(files.markdown, report_markdown(title, command=command, note=note,
-                                                      tables=tables.values(), plots=plots, files=others))
-    atomic_write_text(files.html, page_html(title, command=command, note=note, tables=tables.values(),
+                                                      tables=shown, plots=plots, files=others))
+    atomic_write_text(files.html, page_html(title, command=command, note=note, tables=shown,
                                             images=plots, files=others))
     return files
 

@@ -39,10 +39,9 @@ from ..models import BackboneConfig
 from ..pretrain import PretrainConfig
 from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
 from .kinds import take_kind
-
-SEARCHABLE_TRAIN = ("lr", "blr", "weight_decay", "layer_decay", "min_lr", "warmup_epochs", "batch_size",
-                    "clip_grad", "epochs", "min_steps")
-PRUNERS = ("asha", "hyperband", "none")
+# the search part of a study file; importers of these names from here keep working
+from .searchconfig import (PRUNERS, SAMPLERS, SEARCHABLE_TRAIN, SearchConfig, check_search,  # noqa: F401
+                           distribution, search_space)
 
 
 @dataclass
@@ -85,25 +84,6 @@ class MethodEntry:
 
 
 @dataclass
-class SearchConfig:
-    trials: int = 12  # search trials per (dataset, fraction, backbone, method) before the seeds
-    space: dict = field(default_factory=dict)  # method label or name -> {param: {low, high, log} | {choices}}
-    pruner: str = "asha"  # asha (successive halving) | hyperband | none, on validation AUROC
-    min_resource: int = 1  # validations a trial gets before it can be pruned
-    reduction_factor: int = 3  # ASHA/Hyperband: keep the top 1/reduction_factor at each rung
-    patience: int | None = 3  # early stopping of search trials (validations without improvement)
-    seed: int = 0  # seeds the TPE sampler and the search runs
-
-    def __post_init__(self):
-        if self.trials < 1:
-            raise ValueError(f"search.trials must be at least 1, got {self.trials}")
-        if self.pruner not in PRUNERS:
-            raise ValueError(f"search.pruner must be one of {PRUNERS}, got {self.pruner!r}")
-        if self.min_resource < 1 or self.reduction_factor < 2:
-            raise ValueError("search.min_resource must be >= 1 and reduction_factor >= 2")
-
-
-@dataclass
 class Anchor:
     label: str  # e.g. "MedMNIST v2 ResNet-18 (published)"
     dataset: str  # the data label it belongs to
@@ -131,7 +111,7 @@ class StudyConfig:
     vary_subset: bool = False  # each seed also draws its own label subset (fraction_seed = seed)
     backbones: list[BackboneEntry] = field(default_factory=lambda: [BackboneEntry()])
     train: dict = field(default_factory=dict)  # TrainConfig defaults of every cell
-    search: SearchConfig | None = None  # tune each cell before its seeds (Optuna TPE + ASHA)
+    search: SearchConfig | None = None  # tune each cell before its seeds (studies/searchconfig.py)
     report: ReportConfig = field(default_factory=ReportConfig)
     # folders of other studies (relative: from this file's folder) whose finished runs with the
     # same run config are copied (hard links) instead of trained again
@@ -321,56 +301,6 @@ def declared_key(declared: dict) -> str:
     a medpeft upgrade that adds an option with a default does not (each run's config.yaml still
     records every setting it used)."""
     return hashlib.sha256(json.dumps(declared, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def search_space(study: StudyConfig, method_label: str, method_name: str) -> dict:
-    """The search space of a method (by label, else by name); {} when it is not searched."""
-    if study.search is None:
-        return {}
-    space = study.search.space
-    return space.get(method_label, space.get(method_name, {}))
-
-
-def check_search(study: StudyConfig) -> None:
-    """Every searched parameter is a training field or an option of its method, with a valid range."""
-    if study.search is None:
-        return
-    labels = {m.label or m.name: m for m in study.methods}
-    names = {m.name: m for m in study.methods}
-    for key, space in study.search.space.items():
-        method = labels.get(key) or names.get(key)
-        if method is None:
-            raise ValueError(f"search.space: {key!r} is not a method of the study "
-                             f"(labels: {', '.join(labels)})")
-        options = {f.name for f in dataclasses.fields(METHODS.get(method.name).config_class)}
-        if not isinstance(space, dict) or not space:
-            raise ValueError(f"search.space.{key}: expected a mapping of parameters to ranges")
-        for param, spec in space.items():
-            if param not in SEARCHABLE_TRAIN and param not in options:
-                raise ValueError(f"search.space.{key}.{param}: not searchable; choose from the training "
-                                 f"fields {', '.join(SEARCHABLE_TRAIN)} or {method.name}'s options "
-                                 f"{', '.join(sorted(options)) or '(none)'}")
-            distribution(param, spec, f"search.space.{key}.{param}")
-
-
-def distribution(param: str, spec, where: str):
-    """An Optuna distribution from ``{low, high[, log]}`` or ``{choices: [...]}``."""
-    import optuna.distributions as dist
-
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected {{low: .., high: ..[, log: true]}} or {{choices: [..]}}, got {spec!r}")
-    if set(spec) == {"choices"} and isinstance(spec["choices"], list) and spec["choices"]:
-        return dist.CategoricalDistribution(spec["choices"])
-    if not {"low", "high"} <= set(spec) <= {"low", "high", "log"}:
-        raise ValueError(f"{where}: expected {{low: .., high: ..[, log: true]}} or {{choices: [..]}}, got {spec!r}")
-    low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
-        raise ValueError(f"{where}: low and high must be numbers with low < high, got {low!r}, {high!r}")
-    if log and low <= 0:
-        raise ValueError(f"{where}: a log range needs low > 0, got {low}")
-    if isinstance(low, int) and isinstance(high, int):
-        return dist.IntDistribution(low, high, log=log)
-    return dist.FloatDistribution(float(low), float(high), log=log)
 
 
 def study_dict(study: StudyConfig) -> dict:

@@ -6,8 +6,11 @@ does: the mean over seeds ± its standard deviation, the difference of the mean 
 row (``↑0.4`` / ``↓1.2`` percentage points), then the 95% CI of the mean (``[lo, hi]``, see
 :mod:`medpeft.studies.grid`). The best result of a column is bold; a cell that is not a result
 (a seed took fewer than 50 optimiser steps, ``†``, or its test metrics are flagged one-class,
-``‡``) keeps its number, gets its marker and is never best. Published figures are rows of their
-own under a rule, shown as printed and never ranked.
+``‡``) keeps its number, gets its marker and is never best. A cell with a seed whose best
+validation was at its last epoch (still improving) is marked ``§``; it stays a result. A cell
+whose searched value lies at the edge of its range (a record's ``at_edge``, see
+:mod:`medpeft.studies.search`) is marked ``¶``. Published figures are rows of their own under a
+rule, shown as printed and never ranked.
 """
 from __future__ import annotations
 
@@ -30,6 +33,10 @@ FOOTNOTES = {
     "steps": f"† not a result: a seed took fewer than {rec.MIN_STEPS} optimiser steps.",
     "one_class": "‡ not a result: a seed's test metrics are flagged one-class.",
 }
+IMPROVING = "§"
+IMPROVING_FOOTNOTE = "§ still improving: best validation at the last epoch (of a seed); a longer run might do better."
+AT_EDGE = "¶"
+AT_EDGE_FOOTNOTE = "¶ the search chose a value in the outer 5% of its range; a wider range might do better."
 METRIC_TITLES = {"auroc": "test macro AUROC (%)", "f1": "test macro-F1 (%)"}
 
 
@@ -53,14 +60,23 @@ def delta_text(difference: float) -> str:
 def cell_text(cell, base=None, show_ci: bool = True) -> str:
     """'92.7 ± 0.3 ↑0.4 [91.9, 93.4]' (+ a not-a-result marker); '–' for no cell."""
     if cell is None or math.isnan(cell.mean):
-        return "–" if cell is None else "–" + "".join(MARKERS[r] for r in cell.reasons)
+        return "–" if cell is None else "–" + _marks(cell)
     parts = [percent(cell.mean) + ("" if cell.std is None else f" ± {percent(cell.std)}")]
     if base is not None and not math.isnan(base.mean):
         parts.append(delta_text(cell.mean - base.mean))
     if show_ci and cell.ci is not None:
         parts.append(("≈" if cell.ci_method == "seed-ci-mean" else "")
                      + f"[{percent(cell.ci[0])}, {percent(cell.ci[1])}]")
-    return " ".join(parts) + "".join(MARKERS[r] for r in cell.reasons)
+    return " ".join(parts) + _marks(cell)
+
+
+def _marks(cell) -> str:
+    return ("".join(MARKERS[r] for r in cell.reasons) + (IMPROVING if cell.still_improving else "")
+            + (AT_EDGE if _at_edge(cell) else ""))
+
+
+def _at_edge(cell) -> bool:
+    return any(r.get("at_edge") for r in cell.records)
 
 
 def trainable_text(cells) -> str:
@@ -151,6 +167,8 @@ def _caption(grid: Grid, baseline: str, baselines: dict, anchored: bool, missed:
     lines += _ci_lines(grid, cells) if show_ci else []
     lines.append("Bold: the best mean of each column among results.")
     lines += [FOOTNOTES[reason] for reason in MARKERS if any(reason in c.reasons for c in cells)]
+    lines += [IMPROVING_FOOTNOTE] if any(c.still_improving for c in cells) else []
+    lines += [AT_EDGE_FOOTNOTE] if any(_at_edge(c) for c in cells) else []
     if anchored:
         lines.append("Rows below the last rule: published figures as printed, not measured here and not ranked.")
     if missed:

@@ -1,0 +1,217 @@
+"""Paired differences to the baseline row (issue 26): can a study tell a method's difference to
+the baseline from noise?
+
+Two rows' own 95% CIs (:mod:`medpeft.studies.grid`) overlapping says nothing about their
+difference: both rows were scored on the same test items, so most of the item noise is shared
+and cancels in the difference. :func:`paired_difference` bootstraps the difference itself. Its
+input is a list of *units* per side, one per seed (a seed also draws its label subset when the
+study varies subsets), each ``(scores, labels, task)`` of the same test items for both sides:
+
+    Δ = 1/U Σ_u [AUROC(method_u) − AUROC(baseline_u)]   (macro AUROC, U units)
+
+and its 95% CI is a paired percentile bootstrap over units and test items together: resample
+``b`` draws U units with replacement, and within each drawn unit its N test items with
+replacement, the same items for both sides; Δ*_b is the mean over the drawn units of the
+resampled differences. AUROC is scored from the draw counts by :mod:`medpeft.studies.bootstrap`
+(the numbers of ``runtime.metrics.macro_auroc`` on copies). The difference is *significant*
+when the CI excludes 0.
+
+:func:`paired_cells` pairs a grid's cells with the baseline row's by seed; :func:`paired_table`
+is the report's table "Paired differences to <baseline>", :func:`paired_rows` its CSV.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..table import Table
+from .bootstrap import columns_of, weighted_macro_auroc
+from .grid import Grid, GridCell, load_predictions, scores_the_run
+from .tables import baseline_rows, column_title, delta_text
+
+Unit = tuple  # (scores (N, K), labels (N, L), task)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Δ (method − baseline, mean over units, a fraction) and its paired CI (None: no valid CI)."""
+    delta: float
+    ci: tuple[float, float] | None
+    n_units: int
+
+    @property
+    def significant(self) -> bool:
+        """The paired CI excludes 0."""
+        return self.ci is not None and (self.ci[0] > 0.0 or self.ci[1] < 0.0)
+
+
+def paired_difference(method_preds: list[Unit], baseline_preds: list[Unit], n_bootstrap: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> PairedResult:
+    """Δ of macro AUROC (method − baseline) over paired units and its paired percentile CI (see
+    the module doc). Resample draws come from ``numpy.random.default_rng(seed)``: the units, then
+    each drawn unit's items in turn; a resample that loses a class everywhere is drawn again (at
+    most 3 x ``n_bootstrap`` draws). The CI is None when fewer than half the resamples are valid
+    (or ``n_bootstrap`` is 0). Raises ValueError when the sides do not pair."""
+    if len(method_preds) != len(baseline_preds):
+        raise ValueError(f"{len(method_preds)} method units but {len(baseline_preds)} baseline units; "
+                         "pair them by seed")
+    if not method_preds:
+        raise ValueError("no units to pair")
+    units = []
+    for index, (method, baseline) in enumerate(zip(method_preds, baseline_preds)):
+        labels, task = _check_pair(index, method, baseline)
+        units.append((columns_of(np.asarray(method[0], dtype=np.float64), labels, task),
+                      columns_of(np.asarray(baseline[0], dtype=np.float64), labels, task), len(labels)))
+    delta = statistics.fmean(_difference(m, b, np.ones(n)) for m, b, n in units)
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    for _ in range(3 * n_bootstrap if not math.isnan(delta) else 0):
+        if len(values) == n_bootstrap:
+            break
+        drawn = rng.integers(0, len(units), len(units))
+        value = statistics.fmean(_difference(units[u][0], units[u][1], _draw(rng, units[u][2])) for u in drawn)
+        if not math.isnan(value):
+            values.append(value)
+    if n_bootstrap <= 0 or len(values) < max(1, n_bootstrap // 2):
+        return PairedResult(delta, None, len(units))
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return PairedResult(delta, (float(low), float(high)), len(units))
+
+
+def _check_pair(index: int, method: Unit, baseline: Unit) -> tuple[np.ndarray, str]:
+    """The labels and task of a unit whose two sides scored the same items, else ValueError."""
+    (m_scores, m_labels, m_task), (b_scores, b_labels, b_task) = method, baseline
+    m_labels, b_labels = np.asarray(m_labels), np.asarray(b_labels)
+    if m_task != b_task:
+        raise ValueError(f"unit {index}: the method's task is {m_task!r}, the baseline's {b_task!r}")
+    if m_labels.shape != b_labels.shape or not np.array_equal(m_labels, b_labels):
+        raise ValueError(f"unit {index}: the method and the baseline were scored on different test items "
+                         f"({len(m_labels)} and {len(b_labels)} items, labels differ); a paired difference "
+                         "needs the same items in the same order")
+    if np.shape(m_scores) != np.shape(b_scores) or np.shape(m_scores)[0] != len(m_labels):
+        raise ValueError(f"unit {index}: scores of shape {np.shape(m_scores)} and {np.shape(b_scores)} "
+                         f"for {len(m_labels)} items")
+    return m_labels, m_task
+
+
+def _difference(method_columns, baseline_columns, weights: np.ndarray) -> float:
+    return weighted_macro_auroc(method_columns, weights) - weighted_macro_auroc(baseline_columns, weights)
+
+
+def _draw(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+
+
+# --- a study grid's paired differences ----------------------------------------------------------
+
+@dataclass
+class PairedCell:
+    """One (row, column) against the baseline row: its result, or why there is none."""
+    row: tuple[str, str]  # (label, backbone)
+    column: tuple[str, float]  # (dataset, fraction)
+    baseline: tuple[str, str]
+    result: PairedResult | None = None
+    reason: str = ""  # why there is no result
+
+
+def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int = 0) -> list[PairedCell]:
+    """Every cell of a row that is not its backbone's baseline row (:func:`tables.baseline_rows`)
+    against the baseline cell of its column, paired by seed (AUROC grids; an empty list without
+    a baseline row)."""
+    out = []
+    bases = baseline_rows(grid, baseline)
+    for row in grid.rows:
+        base = bases.get(row[1])
+        if base is None or base == row:
+            continue
+        for column in grid.columns:
+            cell = grid.get(row, column)
+            if cell is not None:
+                out.append(_paired_cell(PairedCell(row, column, base), cell, grid.get(base, column),
+                                        n_bootstrap, seed))
+    return out
+
+
+def _paired_cell(paired: PairedCell, cell: GridCell, base: GridCell | None, n_bootstrap: int,
+                 seed: int) -> PairedCell:
+    if base is None:
+        paired.reason = f"no {paired.baseline[0]} cell"
+        return paired
+    by_seed = {r["seed"]: r for r in base.records}
+    pairs = [(r, by_seed[r["seed"]]) for r in cell.records if r["seed"] in by_seed]
+    if not pairs:
+        paired.reason = f"no seed shared with {paired.baseline[0]}"
+        return paired
+    sides = [[load_predictions(r.get("run_dir")) for r in side] for side in zip(*pairs)]
+    if any(p is None for side in sides for p in side):
+        paired.reason = "predictions not saved"
+        return paired
+    if not all(scores_the_run(p, r) for side, records in zip(sides, zip(*pairs)) for p, r in zip(side, records)):
+        paired.reason = "saved predictions do not give the runs' AUROC"
+        return paired
+    try:
+        paired.result = paired_difference(sides[0], sides[1], n_bootstrap, seed)
+    except ValueError:
+        paired.reason = "different test items"
+    return paired
+
+
+def paired_text(paired: PairedCell) -> str:
+    """'↑1.2 [+0.3, +2.1]' in percentage points; 'n/a: <reason>' without a result."""
+    result = paired.result
+    if result is None:
+        return f"n/a: {paired.reason}"
+    if math.isnan(result.delta):
+        return "n/a: no AUROC"
+    ci = result.ci
+    return delta_text(result.delta) + (" [n/a]" if ci is None else f" [{100.0 * ci[0]:+.1f}, {100.0 * ci[1]:+.1f}]")
+
+
+def paired_table(grid: Grid, cells: list[PairedCell], *, n_bootstrap: int) -> Table | None:
+    """The report's "Paired differences to <baseline>" table (None when nothing is paired)."""
+    if not cells:
+        return None
+    several = len(grid.backbones) > 1
+    names = " / ".join(dict.fromkeys(c.baseline[0] for c in cells))
+    table = Table(title=f"Paired differences to {names}: test macro AUROC (percentage points)",
+                  columns=["Method"] + (["Backbone"] if several else []) + [column_title(*c) for c in grid.columns])
+    rows = list(dict.fromkeys(c.row for c in cells))
+    found = {(c.row, c.column): c for c in cells}
+    for index, row in enumerate(rows):
+        texts = []
+        for offset, column in enumerate(grid.columns):
+            paired = found.get((row, column))
+            texts.append("–" if paired is None else paired_text(paired))
+            if paired is not None and paired.result is not None and paired.result.significant:
+                table.bold.add((index, 1 + several + offset))
+        table.add_row(row[0], *([row[1]] if several else []), *texts)
+    units = sorted({c.result.n_units for c in cells if c.result is not None}) or [0]
+    table.caption = "\n".join([
+        f"Δ: the mean over the seeds both rows have ({units[0]}" + (f"–{units[-1]}" if len(units) > 1 else "")
+        + f") of the row's test macro AUROC minus {names}'s on the same test items, in percentage points.",
+        (f"[lo, hi]: its paired 95% CI, a percentile bootstrap over seeds and test items together "
+         f"({n_bootstrap} resamples; each draws the seeds with replacement and, within each drawn seed, the "
+         "test items with replacement, the same items for both rows)." if n_bootstrap > 0 else
+         "[n/a]: no paired CI (no bootstrap resamples asked for)."),
+        "Bold: significant — significant only when the paired 95% CI excludes 0.",
+        *(["n/a: no paired difference, for the reason given."] if any(c.result is None for c in cells) else [])])
+    return table
+
+
+PAIRED_COLUMNS = ("row", "backbone", "column", "n_units", "delta", "ci_low", "ci_high", "significant", "reason")
+
+
+def paired_rows(cells: list[PairedCell]) -> list[list]:
+    """Rows of ``paired-auroc.csv`` (fractions, unrounded; empty values without a result)."""
+    rows = []
+    for c in cells:
+        result = c.result
+        ci = result.ci if result is not None and result.ci is not None else (None, None)
+        rows.append([c.row[0], c.row[1], column_title(*c.column), None if result is None else result.n_units,
+                     None if result is None else result.delta, *ci,
+                     None if result is None else result.significant, c.reason])
+    return rows
