@@ -1,5 +1,5 @@
 """Study reports on hand-made result records: the paper table's exact cells (mean ± std, the
-↑/↓ difference to FFT, the bold best, not-a-result markers, published rows), the CI of the
+↑/↓ difference to FFT, the bold best (chosen on validation), not-a-result markers, published rows), the CI of the
 seed mean from saved predictions against a hand computation, the CSV files read back, the
 self-contained HTML and the PNG plots."""
 from __future__ import annotations
@@ -67,14 +67,45 @@ def test_cells_are_mean_std_and_the_difference_to_fft_with_arrows():
     assert "difference of the mean to FFT" in table.caption and "over 3 seeds" in table.caption
 
 
-def test_the_best_mean_of_each_column_is_bold_and_ties_at_the_shown_digit_share_it():
+def test_the_best_mean_of_each_column_is_bold_and_ties_share_it():
     records = three_methods() + [record("LoRA r=4", "lora", s, v, variant={"rank": 4})
                                  for s, v in enumerate([0.9401, 0.9399, 0.94])]
     table = table_of(records)
-    assert table.bold == {(1, 1), (3, 1)}  # LoRA r=8 and r=4 both show 94.0
+    assert table.bold == {(1, 1), (3, 1)}  # LoRA r=8 and r=4: the same validation (and test) mean, 94.0
     markdown = table.to_markdown()
     assert "| LoRA r=8 | **94.0 ± 1.0 ↑2.0** |" in markdown
     assert "| FFT | 92.0 ± 2.0 |" in markdown
+
+
+def test_the_bold_best_is_chosen_by_validation_not_by_test():
+    records = three_methods()  # by test: LoRA 94.0 > FFT 92.0 > Linear 86.0
+    for r in records:  # validation prefers FFT: 0.97 against LoRA's 0.95
+        r["metrics"]["val"]["auroc"] = {"fft": 0.97, "lora": 0.95, "linear": 0.80}[r["method"]]
+    table = table_of(records)
+    assert table.bold == {(0, 1)}  # FFT, the validation winner, though LoRA has the better test mean
+    assert "| FFT | **92.0 ± 2.0** |" in table.to_markdown()
+    assert "Bold: the best mean validation score (validation AUROC) of each column among results " \
+           "(test only reports)." in table.caption
+    assert table_of(records, metric="f1").bold == {(0, 1)}  # the F1 table bolds the same choice
+    records[1]["metrics"]["val"]["auroc"] = 0.99  # FFT seed 1: the seed mean decides, 0.97 -> 0.9767
+    records[3]["metrics"]["val"]["auroc"] = 1.0  # LoRA seed 0: 0.95 -> 0.9667
+    assert table_of(records).bold == {(0, 1)}
+    for r in records[3:6]:  # a tie on validation: both bold
+        r["metrics"]["val"]["auroc"] = 0.9766666666666667
+    assert table_of(records).bold == {(0, 1), (1, 1)}
+
+
+def test_a_column_with_a_result_without_a_validation_score_has_no_bold_and_says_so():
+    records = three_methods() + three_methods(1.0)
+    del records[7]["metrics"]["val"]  # Linear at 1%, seed 1: an older metrics.json
+    table = table_of(records)
+    assert table.bold == {(1, 2)}  # the 100% column is chosen (LoRA); the 1% column is not
+    assert "No bold in PneumoniaMNIST 1%: a result there has no validation score recorded" in table.caption
+    assert math.isnan(rec.val_auroc(records[7])) and rec.val_auroc(records[0]) == 0.90
+    for r in records[6:9]:  # Linear at 1% is not a result (too few steps): the rest are chosen from
+        r["metrics"]["steps"] = 10
+    assert table_of(records).bold == {(1, 1), (1, 2)}
+    assert "No bold" not in table_of(three_methods()).caption
 
 
 def test_rows_follow_the_given_order_then_first_seen_and_ignore_absent_labels():

@@ -57,3 +57,43 @@ def test_every_dutt_slice_is_a_slice_of_the_full_study():
             assert cell.config.to_dict() == twin.config.to_dict(), (path.parent.name, where(cell))
             assert (cell.pretrain.to_dict() if cell.pretrain else None) == \
                 (twin.pretrain.to_dict() if twin.pretrain else None), (path.parent.name, where(cell))
+
+
+# Each shipped study's cell keys when they were last checked (shipped_study_keys.json: a digest
+# of the study file's values but its description, report and reuse, the number of cells and a digest of their keys in order). A change
+# of code that renames a shipped study's cells (e.g. a new study-file option such as `subsets`
+# entering every key) loses the finished runs of that study; this catches it. A study file that
+# was edited since (its values' digest differs) fails too, with the command that records its new
+# keys (`python tests/studies/test_shipped_studies.py`) when they are intended.
+KEYS_FILE = Path(__file__).with_name("shipped_study_keys.json")
+
+
+def key_digests(path: Path) -> dict:
+    import hashlib
+    import json
+
+    from medpeft.studies.spec import read_study_file
+    _, values = read_study_file(path)
+    for name in ("folder", "description", "report", "reuse"):  # never part of a cell's key
+        values.pop(name, None)
+    keys = [c.key for c in cells(load_study(path))]
+    return {"file": hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16],
+            "cells": len(keys), "keys": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]}
+
+
+@pytest.mark.parametrize("path", CLASSIFIER_STUDIES, ids=lambda p: p.parent.name)
+def test_a_shipped_study_keeps_its_cell_keys(path):
+    import json
+    known = json.loads(KEYS_FILE.read_text()).get(path.parent.name)
+    now = key_digests(path)
+    record = "python tests/studies/test_shipped_studies.py records the keys if the change is intended"
+    assert known is not None and known["file"] == now["file"], \
+        f"{path.parent.name}: study file new or edited since its keys were recorded; {record}"
+    assert now == known, f"{path.parent.name}: the cells' keys changed (finished runs would be trained again); {record}"
+    assert load_study(path).subsets is None and not any("subset" in c.record() for c in cells(load_study(path)))
+
+
+if __name__ == "__main__":  # record the shipped studies' keys (after an intended change)
+    import json
+    KEYS_FILE.write_text(json.dumps({p.parent.name: key_digests(p) for p in CLASSIFIER_STUDIES},
+                                    indent=1, sort_keys=True) + "\n")

@@ -1,5 +1,7 @@
 """A study's results as a grid: rows (method label x backbone) by columns (dataset x label
-fraction), one :class:`GridCell` per pair holding that cell's seeds.
+fraction), one :class:`GridCell` per pair holding that cell's seeds (and, when the study draws
+several label subsets per fraction, every seed x subset run: the mean, std and CI are over all of
+them, the CI's items being the same for every run; :func:`runs_note` says which).
 
 A cell's 95% confidence interval is of the seed-averaged AUROC. When every seed saved its test
 predictions (``predictions-test.npz``: ``scores`` (N, K), ``labels`` (N, L), same item order
@@ -32,7 +34,7 @@ ColumnKey = tuple[str, float]  # (dataset, fraction)
 @dataclass
 class GridCell:
     metric: str
-    records: list[dict]  # one per seed, by seed
+    records: list[dict]  # one per seed (x label subset), by seed then subset
     ci: tuple[float, float] | None = None  # 95% CI of the seed mean (fractions), AUROC only
     ci_method: str = "none"  # one of CI_METHODS
 
@@ -46,8 +48,17 @@ class GridCell:
 
     @property
     def std(self) -> float | None:
-        """Sample standard deviation over seeds (None for one seed)."""
+        """Sample standard deviation over the runs: seeds (x subsets) (None for one run)."""
         return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def n_seeds(self) -> int:
+        return len({r["seed"] for r in self.records})
+
+    @property
+    def n_subsets(self) -> int:
+        """Label subsets of the cell (1 when the study draws none)."""
+        return len({r.get("subset") for r in self.records})
 
     @property
     def reasons(self) -> list[str]:
@@ -114,12 +125,29 @@ def build_grid(records: list[dict], metric: str, *, rows=None, n_bootstrap: int 
     grid = Grid(metric, _row_order(records, rows), _column_order(records),
                 n_bootstrap=n_bootstrap if metric == "auroc" else 0)
     for key, members in groups.items():
-        members = sorted(members, key=lambda r: r["seed"])
+        members = sorted(members, key=lambda r: (r["seed"], r.get("subset", -1)))
         cell = GridCell(metric, members)
         if metric == "auroc":
             cell.ci, cell.ci_method = seed_mean_ci(members, n_bootstrap, bootstrap_seed)
         grid.cells[key] = cell
     return grid
+
+
+def runs_note(cells: list[GridCell]) -> str:
+    """The tables' first note: what a cell's mean and std are over ("Mean ± std over 3 seeds.";
+    "Mean ± std over 3 seeds x 10 label subsets ..." when the study draws subsets)."""
+    runs = sorted({len(c.records) for c in cells}) or [0]
+    if not any("subset" in r for c in cells for r in c.records):
+        return ("Mean ± std over " + (f"{runs[0]} seeds" if len(runs) == 1 else f"{runs[0]}–{runs[-1]} seeds "
+                                       "(no ± for a single seed)") if runs[-1] > 1 else "One seed per cell") + "."
+    seeds, subsets = (sorted({getattr(c, name) for c in cells}) for name in ("n_seeds", "n_subsets"))
+    return (f"Mean ± std over {_span(seeds)} seeds x {_span(subsets)} label subsets (every seed trained on every "
+            "subset; each subset its own seeded draw of the fraction's labels)"
+            + (" (no ± for a single run)" if runs[0] == 1 else "") + ".")
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}" if len(values) == 1 else f"{values[0]}–{values[-1]}"
 
 
 def _check_labels(records: list[dict]) -> None:

@@ -4,20 +4,22 @@ the baseline from noise?
 Two rows' own 95% CIs (:mod:`medpeft.studies.grid`) overlapping says nothing about their
 difference: both rows were scored on the same test items, so most of the item noise is shared
 and cancels in the difference. :func:`paired_difference` bootstraps the difference itself. Its
-input is a list of *units* per side, one per seed (a seed also draws its label subset when the
-study varies subsets), each ``(scores, labels, task)`` of the same test items for both sides:
+input is a list of *units* per side, one per seed, or per (seed, label subset) when the study
+draws several label subsets per fraction (``subsets``; with ``vary_subset`` a seed also draws
+its label subset), each ``(scores, labels, task)`` of the same test items for both sides:
 
     Δ = 1/U Σ_u [AUROC(method_u) − AUROC(baseline_u)]   (macro AUROC, U units)
 
 and its 95% CI is a paired percentile bootstrap over units and test items together: resample
-``b`` draws U units with replacement, and within each drawn unit its N test items with
-replacement, the same items for both sides; Δ*_b is the mean over the drawn units of the
-resampled differences. AUROC is scored from the draw counts by :mod:`medpeft.studies.bootstrap`
-(the numbers of ``runtime.metrics.macro_auroc`` on copies). The difference is *significant*
-when the CI excludes 0.
+``b`` draws U units with replacement (so seeds and label subsets are resampled too), and
+within each drawn unit its N test items with replacement, the same items for both sides; Δ*_b
+is the mean over the drawn units of the resampled differences. AUROC is scored from the draw
+counts by :mod:`medpeft.studies.bootstrap` (the numbers of ``runtime.metrics.macro_auroc`` on
+copies). The difference is *significant* when the CI excludes 0.
 
-:func:`paired_cells` pairs a grid's cells with the baseline row's by seed; :func:`paired_table`
-is the report's table "Paired differences to <baseline>", :func:`paired_rows` its CSV.
+:func:`paired_cells` pairs a grid's cells with the baseline row's by (seed, label subset);
+:func:`paired_table` is the report's table "Paired differences to <baseline>", :func:`paired_rows`
+its CSV.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def paired_difference(method_preds: list[Unit], baseline_preds: list[Unit], n_bo
     (or ``n_bootstrap`` is 0). Raises ValueError when the sides do not pair."""
     if len(method_preds) != len(baseline_preds):
         raise ValueError(f"{len(method_preds)} method units but {len(baseline_preds)} baseline units; "
-                         "pair them by seed")
+                         "pair them by seed (and label subset)")
     if not method_preds:
         raise ValueError("no units to pair")
     units = []
@@ -120,8 +122,8 @@ class PairedCell:
 
 def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int = 0) -> list[PairedCell]:
     """Every cell of a row that is not its backbone's baseline row (:func:`tables.baseline_rows`)
-    against the baseline cell of its column, paired by seed (AUROC grids; an empty list without
-    a baseline row)."""
+    against the baseline cell of its column, paired by unit: (seed, label subset), the subset
+    None when the study draws none (AUROC grids; an empty list without a baseline row)."""
     out = []
     bases = baseline_rows(grid, baseline)
     for row in grid.rows:
@@ -141,10 +143,11 @@ def _paired_cell(paired: PairedCell, cell: GridCell, base: GridCell | None, n_bo
     if base is None:
         paired.reason = f"no {paired.baseline[0]} cell"
         return paired
-    by_seed = {r["seed"]: r for r in base.records}
-    pairs = [(r, by_seed[r["seed"]]) for r in cell.records if r["seed"] in by_seed]
+    by_unit = {unit(r): r for r in base.records}
+    pairs = [(r, by_unit[unit(r)]) for r in cell.records if unit(r) in by_unit]
     if not pairs:
-        paired.reason = f"no seed shared with {paired.baseline[0]}"
+        subsets = any("subset" in r for r in [*cell.records, *base.records])
+        paired.reason = f"no seed{' and subset' if subsets else ''} shared with {paired.baseline[0]}"
         return paired
     sides = [[load_predictions(r.get("run_dir")) for r in side] for side in zip(*pairs)]
     if any(p is None for side in sides for p in side):
@@ -158,6 +161,11 @@ def _paired_cell(paired: PairedCell, cell: GridCell, base: GridCell | None, n_bo
     except ValueError:
         paired.reason = "different test items"
     return paired
+
+
+def unit(record: dict) -> tuple[int, int | None]:
+    """A record's pairing unit: (seed, label subset), the subset None when the study draws none."""
+    return record["seed"], record.get("subset")
 
 
 def paired_text(paired: PairedCell) -> str:
@@ -190,12 +198,15 @@ def paired_table(grid: Grid, cells: list[PairedCell], *, n_bootstrap: int) -> Ta
                 table.bold.add((index, 1 + several + offset))
         table.add_row(row[0], *([row[1]] if several else []), *texts)
     units = sorted({c.result.n_units for c in cells if c.result is not None}) or [0]
+    subsets = any("subset" in r for cell in grid.cells.values() for r in cell.records)
+    what, over, each = (("(seed, label subset) units", "seeds, label subsets", "unit") if subsets
+                        else ("seeds", "seeds", "seed"))
     table.caption = "\n".join([
-        f"Δ: the mean over the seeds both rows have ({units[0]}" + (f"–{units[-1]}" if len(units) > 1 else "")
+        f"Δ: the mean over the {what} both rows have ({units[0]}" + (f"–{units[-1]}" if len(units) > 1 else "")
         + f") of the row's test macro AUROC minus {names}'s on the same test items, in percentage points.",
-        (f"[lo, hi]: its paired 95% CI, a percentile bootstrap over seeds and test items together "
-         f"({n_bootstrap} resamples; each draws the seeds with replacement and, within each drawn seed, the "
-         "test items with replacement, the same items for both rows)." if n_bootstrap > 0 else
+        (f"[lo, hi]: its paired 95% CI, a percentile bootstrap over {over} and test items "
+         f"together ({n_bootstrap} resamples; each draws the {what} with replacement and, within each drawn "
+         f"{each}, the test items with replacement, the same items for both rows)." if n_bootstrap > 0 else
          "[n/a]: no paired CI (no bootstrap resamples asked for)."),
         "Bold: significant — significant only when the paired 95% CI excludes 0.",
         *(["n/a: no paired difference, for the reason given."] if any(c.result is None for c in cells) else [])])

@@ -45,6 +45,12 @@ def acc(record: dict) -> float:
     return _number(test.get("acc_at_val_threshold", test.get("acc")))
 
 
+def val_auroc(record: dict) -> float:
+    """Validation macro AUROC at the run's best epoch (what a study selects on); NaN when the
+    record has none (older metrics.json)."""
+    return _number((record["metrics"].get("val") or {}).get("auroc"))
+
+
 def auroc_ci95(record: dict) -> tuple[float, float] | None:
     """The run's own bootstrap interval of its test AUROC, if it computed one."""
     ci = test_split(record).get("auroc_ci95")
@@ -98,7 +104,7 @@ def not_a_result(record: dict) -> list[str]:
 
 
 def check_records(records: list[dict]) -> list[dict]:
-    """The records, checked: required keys, a fraction in (0, 1], one record per cell and seed."""
+    """The records, checked: required keys, a fraction in (0, 1], one record per cell, seed and label subset."""
     seen = set()
     for index, record in enumerate(records):
         missing = [key for key in REQUIRED if key not in record]
@@ -109,10 +115,12 @@ def check_records(records: list[dict]) -> list[dict]:
             raise ValueError(f"result record {index} ({record['label']}): metrics has no 'test' split")
         if not 0.0 < float(record["fraction"]) <= 1.0:
             raise ValueError(f"result record {index}: fraction must be in (0, 1], got {record['fraction']!r}")
-        key = (record["label"], record["backbone"], record["dataset"], float(record["fraction"]), record["seed"])
+        key = (record["label"], record["backbone"], record["dataset"], float(record["fraction"]), record["seed"],
+               record.get("subset"))
         if key in seen:
             raise ValueError(f"two result records for {record['label']} / {record['backbone']} on "
-                             f"{record['dataset']} at fraction {record['fraction']} with seed {record['seed']}")
+                             f"{record['dataset']} at fraction {record['fraction']} with seed {record['seed']}"
+                             + (f" and label subset {record['subset']}" if "subset" in record else ""))
         seen.add(key)
     return records
 

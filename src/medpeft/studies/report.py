@@ -93,17 +93,19 @@ METRIC_COLUMNS = ("auroc", "auroc_ci95_lo", "auroc_ci95_hi", "f1", "f1_threshold
 def results_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """(columns, rows) of ``results.csv``: one row per run, a column per variant key (named
     ``variant_<key>`` when the key is also a fixed column) and per searched parameter
-    (``searched_<name>``: the configuration a search chose), floats written exactly."""
+    (``searched_<name>``: the configuration a search chose), a ``subset`` column after ``seed``
+    when the study draws label subsets, floats written exactly."""
     keys = list(dict.fromkeys(k for r in records for k in (r.get("variant") or {})))
     searched = list(dict.fromkeys(k for r in records for k in (r.get("params") or {})))
-    fixed = set(RESULT_COLUMNS) | set(METRIC_COLUMNS)
-    columns = [*RESULT_COLUMNS, *(f"variant_{k}" if k in fixed else k for k in keys),
+    subsets = ["subset"] if any("subset" in r for r in records) else []  # the study draws label subsets
+    fixed = set(RESULT_COLUMNS) | set(METRIC_COLUMNS) | set(subsets)
+    columns = [*RESULT_COLUMNS, *subsets, *(f"variant_{k}" if k in fixed else k for k in keys),
                *(f"searched_{k}" for k in searched), *METRIC_COLUMNS]
     rows = []
     for r in records:
         metrics, ci = r["metrics"], rec.auroc_ci95(r)
         values = [r["dataset"], r["fraction"], r["label"], r["method"], r["backbone"], r["seed"],
-                  *((r.get("variant") or {}).get(k) for k in keys),
+                  *(r.get(k) for k in subsets), *((r.get("variant") or {}).get(k) for k in keys),
                   *((r.get("params") or {}).get(k) for k in searched),
                   rec.auroc(r), ci[0] if ci else None, ci[1] if ci else None, rec.f1(r),
                   "val" if rec.f1_at_val_threshold(r) else "0.5", rec.acc(r),

@@ -214,10 +214,12 @@ def _joined_records(engines: list[Engine]) -> list[dict]:
     records, seen = [], {}
     for engine in engines:
         for record in engine.records():
-            where = (record["dataset"], record["fraction"], record["backbone"], record["label"], record["seed"])
+            where = (record["dataset"], record["fraction"], record["backbone"], record["label"], record["seed"],
+                     record.get("subset"))
             if where in seen:
                 raise ValueError(f"studies {seen[where]} and {engine.study.name} both have a result for "
-                                 f"{where[0]} {where[1]:g} {where[2]} {where[3]} seed {where[4]}; report "
+                                 f"{where[0]} {where[1]:g} {where[2]} {where[3]} seed {where[4]}"
+                                 + ("" if where[5] is None else f" subset {where[5]}") + "; report "
                                  "studies whose cells do not overlap (e.g. the slices of one study)")
             seen[where] = engine.study.name
             records.append(record)

@@ -17,6 +17,9 @@ as one YAML file validated like every config, expanded into cells.
     search: {trials: 8, space: {lora: {lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}}
     report: {baseline: FFT, anchors: [...]}
 
+``subsets: 10`` (or ``{0.01: 10, 0.1: 10}``) trains every seed on K label subsets of each
+fraction below 1 (``studies/subsets.py``); the cells then name their subset.
+
 A slice of a big study can name it in ``extends`` and give only the keys that differ
 (:func:`read_study_file`); ``kind: classifier`` may say what it is (``studies/kinds.py``). An
 unknown key, method, option or backbone fails when the file is loaded, with the valid names.
@@ -39,6 +42,7 @@ from ..models import BackboneConfig
 from ..pretrain import PretrainConfig
 from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
 from .kinds import take_kind
+from .subsets import subset_counts, subset_indices
 # the search part of a study file; importers of these names from here keep working
 from .searchconfig import (PRUNERS, SAMPLERS, SEARCHABLE_TRAIN, SearchConfig, check_search,  # noqa: F401
                            distribution, search_space)
@@ -109,6 +113,7 @@ class StudyConfig:
     fractions: list[float] = field(default_factory=lambda: [1.0])  # label fractions
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per cell
     vary_subset: bool = False  # each seed also draws its own label subset (fraction_seed = seed)
+    subsets: int | dict | None = None  # label subsets per fraction < 1: K or {fraction: K} (studies/subsets.py)
     backbones: list[BackboneEntry] = field(default_factory=lambda: [BackboneEntry()])
     train: dict = field(default_factory=dict)  # TrainConfig defaults of every cell
     search: SearchConfig | None = None  # tune each cell before its seeds (studies/searchconfig.py)
@@ -127,6 +132,7 @@ class StudyConfig:
             DataConfig(fraction=fraction)  # validates
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        subset_counts(self.subsets, self.fractions, self.vary_subset)  # validates
         _unique([m.label or m.name for m in self.methods], "method label")
         _unique([b.label or b.backbone.get("name") or "" for b in self.backbones], "backbone label")
         _unique([d.label or d.spec for d in self.data], "data label")
@@ -155,6 +161,7 @@ class Cell:
     pretrain: PretrainConfig | None = None
     pretrain_name: str | None = None
     declared: dict = field(default_factory=dict, compare=False)  # what the study file says (the key's source)
+    subset: int | None = None  # label subset index (its fraction_seed); None: the study's one subset
 
     @property
     def group(self) -> str:
@@ -162,9 +169,10 @@ class Cell:
         return run_slug(self.dataset, f"f{self.fraction:g}", self.backbone, self.method)
 
     def record(self) -> dict:
+        """The cell's part of its result record (``subset`` only when the study draws subsets)."""
         return {"dataset": self.dataset, "fraction": self.fraction, "label": self.method,
                 "method": self.config.method, "backbone": self.backbone, "seed": self.seed,
-                "variant": dict(self.variant)}
+                **({} if self.subset is None else {"subset": self.subset}), "variant": dict(self.variant)}
 
 
 def read_study_file(path: str | Path) -> tuple[Path, dict]:
@@ -232,8 +240,9 @@ def pretrain_config(study: StudyConfig, entry: BackboneEntry) -> PretrainConfig:
 
 
 def cells(study: StudyConfig) -> list[Cell]:
-    """Every (dataset, fraction, backbone, method, seed) run, in report order."""
+    """Every (dataset, fraction, backbone, method, seed[, label subset]) run, in report order."""
     out = []
+    counts = subset_counts(study.subsets, study.fractions, study.vary_subset)
     for entry in study.backbones:
         known = {m.label or m.name for m in study.methods}
         unknown = set(entry.methods or ()) - known
@@ -258,19 +267,22 @@ def cells(study: StudyConfig) -> list[Cell]:
                     if family not in METHODS.get(method.name).families:
                         continue
                     for seed in study.seeds:
-                        out.append(_cell(study, data, fraction, entry, backbone, backbone_label, method,
-                                         label, seed, pretrain))
+                        for subset in subset_indices(counts[float(fraction)]):
+                            out.append(_cell(study, data, fraction, entry, backbone, backbone_label, method,
+                                             label, seed, pretrain, subset))
     if not out:
         raise ValueError("the study has no cells (no method fits any backbone)")
     return out
 
 
-def _cell(study, data, fraction, entry, backbone, backbone_label, method, label, seed, pretrain) -> Cell:
+def _cell(study, data, fraction, entry, backbone, backbone_label, method, label, seed, pretrain,
+          subset: int | None = None) -> Cell:
     train = merge(merge(study.train, entry.train), method.train)
     train = {**train, "seed": seed}
+    fraction_seed = subset if subset is not None else seed if study.vary_subset else 0
     config = RunConfig(
         data=DataConfig(spec=data.spec, data_root=study_path(study.folder, data.data_root), fraction=fraction,
-                        fraction_seed=seed if study.vary_subset else 0, skip_bad=data.skip_bad,
+                        fraction_seed=fraction_seed, skip_bad=data.skip_bad,
                         augment=data.augment),
         backbone=backbone, method=method.name, method_options=dict(method.options),
         train=from_dict(TrainConfig, train, where=f"train of {label} on {backbone_label}"))
@@ -278,11 +290,13 @@ def _cell(study, data, fraction, entry, backbone, backbone_label, method, label,
     variant = {**entry.variant, **method.variant}
     declared = {"data": _declared(data), "fraction": fraction, "vary_subset": study.vary_subset,
                 "backbone": {"backbone": entry.backbone, "pretrain": _declared(entry.pretrain) if entry.pretrain else None},
-                "method": {"name": method.name, "options": method.options}, "train": train}
-    name = run_slug(dataset, f"f{fraction:g}", backbone_label, label, f"s{seed}")
+                "method": {"name": method.name, "options": method.options}, "train": train,
+                **({} if subset is None else {"subset": subset})}  # no subsets: the keys of before
+    name = run_slug(dataset, f"f{fraction:g}", backbone_label, label, f"s{seed}",
+                    *(() if subset is None else (f"sub{subset}",)))
     return Cell(key=f"{name}-{declared_key(declared)}", config=config, dataset=dataset, fraction=fraction,
                 method=label, backbone=backbone_label, seed=seed, variant=variant, pretrain=pretrain,
-                pretrain_name=entry.pretrain.name if entry.pretrain else None, declared=declared)
+                pretrain_name=entry.pretrain.name if entry.pretrain else None, declared=declared, subset=subset)
 
 
 def _declared(entry) -> dict:

@@ -4,7 +4,9 @@ Built once as a :class:`medpeft.table.Table` and rendered for the terminal, Mark
 JSON, so the terminal and ``table.md`` can never disagree. A cell reads as MED-PEFT's Table 1
 does: the mean over seeds ± its standard deviation, the difference of the mean to the baseline
 row (``↑0.4`` / ``↓1.2`` percentage points), then the 95% CI of the mean (``[lo, hi]``, see
-:mod:`medpeft.studies.grid`). The best result of a column is bold; a cell that is not a result
+:mod:`medpeft.studies.grid`). The best result of a column is bold, chosen by validation: the
+result with the best seed-mean validation AUROC (ties: all), whatever its test number; a column
+with a result whose records hold no validation score (older studies) has no bold. A cell that is not a result
 (a seed took fewer than 50 optimiser steps, ``†``, or its test metrics are flagged one-class,
 ``‡``) keeps its number, gets its marker and is never best. A cell with a seed whose best
 validation was at its last epoch (still improving) is marked ``§``; it stays a result. A cell
@@ -15,10 +17,11 @@ rule, shown as printed and never ranked.
 from __future__ import annotations
 
 import math
+import statistics
 
 from ..table import Table
 from . import records as rec
-from .grid import Grid
+from .grid import Grid, runs_note
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -119,21 +122,29 @@ def study_table(grid: Grid, *, title: str, baseline: str = "fft", anchors=(), sh
         block_ends = index + 1 < len(grid.rows) and grid.rows[index + 1][1] != row[1]
         table.add_row(row[0], *([row[1]] if several else []), *cells, trainable_text(grid.row_cells(row)),
                       *([f"{seconds:.0f}"] if show_time else []), rule=block_ends)
-    _bold_best(table, grid, first=1 + several)
+    unchosen = _bold_best(table, grid, first=1 + several)
     anchors = [a for a in rec.check_anchors(anchors) if a["metric"] == grid.metric]
     missed = _add_anchors(table, grid, anchors, several, show_time)
-    table.caption = "\n".join(_caption(grid, baseline, baselines, len(anchors) > len(missed), missed, show_ci))
+    table.caption = "\n".join(_caption(grid, baseline, baselines, len(anchors) > len(missed), missed, show_ci,
+                                           unchosen))
     return table
 
 
-def _bold_best(table: Table, grid: Grid, first: int) -> None:
-    """Bold every result whose mean, as shown, is the column's best."""
+def _bold_best(table: Table, grid: Grid, first: int) -> set:
+    """Bold every result whose seed-mean validation AUROC is the column's best (test only
+    reports); returns the columns left without bold because a result has no validation score."""
+    unchosen = set()
     for offset, column in enumerate(grid.columns):
-        shown = {index: round(100.0 * cell.mean, 1) for index, row in enumerate(grid.rows)
-                 if (cell := grid.get(row, column)) is not None and cell.is_result}
-        if shown:
-            best = max(shown.values())
-            table.bold |= {(index, first + offset) for index, value in shown.items() if value == best}
+        results = {index: cell for index, row in enumerate(grid.rows)
+                   if (cell := grid.get(row, column)) is not None and cell.is_result}
+        chosen = {index: statistics.fmean(rec.val_auroc(r) for r in cell.records) for index, cell in results.items()}
+        if any(math.isnan(value) for value in chosen.values()):
+            unchosen.add(column)
+        elif chosen:
+            best = max(chosen.values())
+            table.bold |= {(index, first + offset) for index, value in chosen.items()
+                           if math.isclose(value, best, rel_tol=0.0, abs_tol=1e-9)}
+    return unchosen
 
 
 def _add_anchors(table: Table, grid: Grid, anchors: list[dict], several: bool, show_time: bool) -> list[dict]:
@@ -153,11 +164,9 @@ def _add_anchors(table: Table, grid: Grid, anchors: list[dict], several: bool, s
 
 
 def _caption(grid: Grid, baseline: str, baselines: dict, anchored: bool, missed: list[dict],
-             show_ci: bool) -> list[str]:
+             show_ci: bool, unchosen=frozenset()) -> list[str]:
     cells = list(grid.cells.values())
-    seeds = sorted({len(c.records) for c in cells}) or [0]
-    lines = [("Mean ± std over " + (f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]} seeds "
-                                     "(no ± for a single seed)") if seeds[-1] > 1 else "One seed per cell") + "."]
+    lines = [runs_note(cells)]  # "Mean ± std over 3 seeds." (x K label subsets)
     if baselines:
         names = sorted({row[0] for row in baselines.values()})
         lines.append(f"↑/↓: difference of the mean to {' / '.join(names)}"
@@ -165,7 +174,11 @@ def _caption(grid: Grid, baseline: str, baselines: dict, anchored: bool, missed:
     else:
         lines.append(f"No baseline row {baseline!r}: no differences shown.")
     lines += _ci_lines(grid, cells) if show_ci else []
-    lines.append("Bold: the best mean of each column among results.")
+    lines.append("Bold: the best mean validation score (validation AUROC) of each column among results "
+                 "(test only reports).")
+    if unchosen:
+        lines.append("No bold in " + ", ".join(column_title(*c) for c in grid.columns if c in unchosen)
+                     + ": a result there has no validation score recorded, so no best is chosen.")
     lines += [FOOTNOTES[reason] for reason in MARKERS if any(reason in c.reasons for c in cells)]
     lines += [IMPROVING_FOOTNOTE] if any(c.still_improving for c in cells) else []
     lines += [AT_EDGE_FOOTNOTE] if any(_at_edge(c) for c in cells) else []
