@@ -6,6 +6,7 @@ on a CPU-only machine is one clear error instead of a traceback from inside PyTo
 """
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -41,3 +42,18 @@ def resolve_device(name: str) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return backend is not None and backend.is_available()
+
+
+def busy_machine_warning(device: torch.device, threads: int | None = None) -> str | None:
+    """A warning when other processes already keep most of this machine's cores busy (the
+    1-minute load average), for a CPU run: it will share the cores and be slower than its
+    figures alone; None otherwise (and on GPUs, or where the load is unknown)."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if load < 0.75 * cores:
+        return None
+    threads = threads or torch.get_num_threads()
+    return (f"the machine is busy (load {load:.1f} on {cores} cores) before this run's {threads} thread(s) "
+            "start: it will share the cores and run slower; run one heavy job at a time when a time matters, "
+            "or give each job fewer threads (docs/performance.md, \"Two jobs on one machine\")")

@@ -173,6 +173,10 @@ def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, 
                             state.get("steps", start_epoch * plan.steps_per_epoch))
         console.print(f"resuming {run.path} after epoch {start_epoch}")
         run.log(f"resumed after epoch {start_epoch}")
+    busy = busy_machine_warning(job.device) if isinstance(getattr(job, "device", None), torch.device) else None
+    if busy:
+        console.print(f"[yellow]warning:[/] {busy}")
+        run.log(f"warning: {busy}")
     started = time.perf_counter()
     prior = result.elapsed
     schedule = dict(lr=settings.lr, min_lr=settings.min_lr, warmup_steps=plan.warmup_steps,
