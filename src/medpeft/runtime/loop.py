@@ -32,6 +32,7 @@ import torch.nn as nn
 from rich.console import Console
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from .device import busy_machine_warning
 from .distributed import ShardedBatches, rank_world, sum_over_ranks
 from .progress import EpochProgress
 from .rundir import RunDir
