@@ -13,7 +13,11 @@ subset. The ordering is built so that prefixes are stratified:
 * multi-label sets have no exact stratification for all label combinations; after the
   guaranteed positives the order is a seeded shuffle.
 
-Validation and test splits are never subsampled; see :func:`medpeft.data.load_dataset`.
+Validation is subsampled only on request (``DataConfig.val_fraction``, applied by
+:func:`medpeft.runtime.load_splits`): :func:`validation_indices` draws the same nested subset
+from the validation labels and adds, where it is short, the next items of a class (or positives
+of a finding) in the same ordering, up to a floor per class. The test split is never subsampled;
+see :func:`medpeft.data.load_dataset`.
 """
 from __future__ import annotations
 
@@ -76,3 +80,62 @@ def fraction_indices(labels: np.ndarray, task: str, fraction: float, seed: int =
         return np.arange(len(labels))
     order, guaranteed = nested_order(labels, task, seed)
     return np.sort(order[: subset_size(len(labels), fraction, guaranteed)])
+
+
+VAL_FRACTION_HELP = ("val_fraction must be a fraction in (0, 1] (e.g. 0.1), 'match' (the training fraction) "
+                     "or unset (the whole validation split)")
+
+
+def resolve_val_fraction(val_fraction: float | str | None, fraction: float) -> float | None:
+    """The validation fraction ``val_fraction`` stands for (None: the whole split; ``"match"``:
+    the training ``fraction``; a number or number text in (0, 1]); anything else a ValueError."""
+    if val_fraction is None:
+        return None
+    if isinstance(val_fraction, str):
+        if val_fraction.strip().lower() == "match":
+            return check_fraction(fraction)
+        try:
+            val_fraction = float(val_fraction)
+        except ValueError:
+            raise ValueError(f"{VAL_FRACTION_HELP}, got {val_fraction!r}") from None
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise ValueError(f"{VAL_FRACTION_HELP}, got {val_fraction!r}")
+    value = float(val_fraction)
+    if math.isnan(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{VAL_FRACTION_HELP}, got {val_fraction!r}")
+    return value
+
+
+def check_min_per_class(min_per_class: int) -> int:
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 0:
+        raise ValueError(f"val_min_per_class must be a whole number >= 0 (0: no floor beyond one per class), "
+                         f"got {min_per_class!r}")
+    return int(min_per_class)
+
+
+def validation_indices(labels: np.ndarray, task: str, fraction: float, seed: int = 0,
+                       min_per_class: int = 5) -> np.ndarray:
+    """Sorted indices of the validation items kept at ``fraction``, with a floor per class.
+
+    The subset is :func:`fraction_indices`'s (the same seeded nested ordering, so it is nested
+    across fractions for one seed), plus, for every class (single-label) or finding (multi-label,
+    positives only) with fewer than ``min_per_class`` items in it, the first items of that class
+    in the same ordering until it has that many. A class with fewer items in the split keeps all
+    of them. The added items do not depend on the fraction, so the floor keeps the subsets nested.
+    """
+    if fraction is None or isinstance(fraction, str):
+        raise ValueError(f"validation_indices takes a number (resolve_val_fraction turns 'match' into the "
+                         f"training fraction), got {fraction!r}")
+    fraction = resolve_val_fraction(fraction, 1.0)
+    min_per_class = check_min_per_class(min_per_class)
+    labels = np.asarray(labels)
+    if fraction == 1.0:
+        return np.arange(len(labels))
+    order, guaranteed = nested_order(labels, task, seed)
+    kept = [order[: subset_size(len(labels), fraction, guaranteed)]]
+    if task == "multilabel":
+        members = [labels[order, column] > 0 for column in range(labels.shape[1])]
+    else:
+        members = [labels[order, 0] == cls for cls in np.unique(labels[:, 0])]
+    kept += [order[mask][:min_per_class] for mask in members]
+    return np.unique(np.concatenate(kept))

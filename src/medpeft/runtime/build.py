@@ -1,5 +1,6 @@
-"""Assembling a classifier run from its config: resolved settings, data splits, loaders, and
-backbone + checkpoint + method. Shared by training, evaluation and serving."""
+"""Assembling a classifier run from its config: resolved settings, data splits (with the
+validation subset of ``val_fraction``), loaders, and backbone + checkpoint + method. Shared by
+training, evaluation and serving."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..data import SOURCES, DataSplits, load_dataset, parse_spec
+from ..data.fractions import validation_indices
 from ..data.transforms import build_transform
 from ..methods import Method, apply_method
 from ..models import BackboneConfig, LoadReport, check_backbone, create_backbone, load_pretrained, resolve_backbone
@@ -29,13 +31,42 @@ def resolve_run_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     return dataclasses.replace(config, backbone=backbone), warnings
 
 
+VALIDATION_NOTE = "validation: "  # how the note on a validation subset starts (DataSplits.notes)
+
+
 def load_splits(data: DataConfig, backbone: BackboneConfig) -> DataSplits:
-    """The dataset at the backbone's size and normalisation (training augmentation from ``data``)."""
+    """The dataset at the backbone's size and normalisation (training augmentation from ``data``),
+    its validation split cut to ``data.val_fraction`` when that is set (:func:`validation_subset`)."""
     splits = load_dataset(data.spec, data_root=data.data_root, fraction=data.fraction,
                           fraction_seed=data.fraction_seed, skip_bad=data.skip_bad)
+    splits = validation_subset(splits, data)
     size, mean, std = backbone.img_size, backbone.mean, backbone.std
     return splits.with_transforms(build_transform(size, mean, std, data.augment),
                                   build_transform(size, mean, std, "none"))
+
+
+def validation_subset(splits: DataSplits, data: DataConfig) -> DataSplits:
+    """``splits`` with a validation split sized to the label budget: the nested subset of
+    :func:`medpeft.data.fractions.validation_indices` at ``data.validation_fraction`` (seeded by
+    ``fraction_seed``, with ``val_min_per_class`` per class), and a note saying how many images it
+    keeps. Without ``val_fraction`` the splits are returned as they are; test is never cut."""
+    fraction = data.validation_fraction
+    if fraction is None:
+        return splits
+    total = len(splits.val)
+    indices = validation_indices(splits.val.labels, splits.info.task, fraction, data.fraction_seed,
+                                 data.val_min_per_class)
+    val = splits.val if len(indices) == total else splits.val.subset(indices)
+    asked = f"match = {fraction:g}" if data.val_fraction == "match" else f"{fraction:g}"
+    floor = "positives per finding" if splits.info.task == "multilabel" else "per class"
+    note = (f"{VALIDATION_NOTE}{len(indices)} of {total} images (val_fraction {asked}, "
+            f">= {data.val_min_per_class} {floor})")
+    return dataclasses.replace(splits, val=val, notes=[*splits.notes, note])
+
+
+def validation_note(splits: DataSplits) -> str | None:
+    """The note :func:`validation_subset` left on ``splits`` (None: validation is whole)."""
+    return next((note for note in splits.notes if note.startswith(VALIDATION_NOTE)), None)
 
 
 def make_loader(dataset, train: TrainConfig, *, shuffle: bool, seed: int = 0) -> DataLoader:

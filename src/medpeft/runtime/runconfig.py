@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..serialization import from_dict, to_dict
-from ..data.fractions import check_fraction
+from ..data.fractions import check_fraction, check_min_per_class, resolve_val_fraction
 from ..data.transforms import AUGMENTATIONS
 from ..methods import METHODS, Method, MethodConfig
 from ..models.backbones import BackboneConfig
@@ -33,11 +33,24 @@ class DataConfig:
     fraction_seed: int = 0  # seed of the training subset (fixed, so seeds vary training only)
     skip_bad: bool = False  # leave out missing/corrupt items with a warning instead of stopping
     augment: str = "none"  # training augmentation: none | light | flip
+    val_fraction: str | float | None = None  # validation sized to the budget: unset = all; (0, 1]; match = fraction (nested, by fraction_seed)
+    val_min_per_class: int = 5  # val_fraction floor: this many of each class (multi-label: positives per finding), or all
 
     def __post_init__(self):
         check_fraction(self.fraction)
+        if isinstance(self.val_fraction, str) and self.val_fraction.strip().lower() == "match":
+            self.val_fraction = "match"
+        elif self.val_fraction is not None:
+            self.val_fraction = resolve_val_fraction(self.val_fraction, self.fraction)  # "0.1" -> 0.1
+        check_min_per_class(self.val_min_per_class)
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+
+    @property
+    def validation_fraction(self) -> float | None:
+        """The fraction of the validation split kept: None (all of it), ``val_fraction``, or for
+        ``match`` the training ``fraction``."""
+        return resolve_val_fraction(self.val_fraction, self.fraction)
 
 
 @dataclass

@@ -55,6 +55,8 @@ class DataEntry:
     data_root: str | None = None  # folder of the data files (relative: from the study file's folder)
     augment: str = "none"  # training augmentation: none | light | flip | randaug (MED-PEFT's recipe)
     skip_bad: bool = False  # leave out missing/corrupt items with a warning
+    val_fraction: str | float | None = field(default=None, metadata={"added_later": True})  # DataConfig's: unset | (0, 1] | match
+    val_min_per_class: int = field(default=5, metadata={"added_later": True})  # its floor per class
 
 
 @dataclass
@@ -282,8 +284,8 @@ def _cell(study, data, fraction, entry, backbone, backbone_label, method, label,
     fraction_seed = subset if subset is not None else seed if study.vary_subset else 0
     config = RunConfig(
         data=DataConfig(spec=data.spec, data_root=study_path(study.folder, data.data_root), fraction=fraction,
-                        fraction_seed=fraction_seed, skip_bad=data.skip_bad,
-                        augment=data.augment),
+                        fraction_seed=fraction_seed, skip_bad=data.skip_bad, augment=data.augment,
+                        val_fraction=data.val_fraction, val_min_per_class=data.val_min_per_class),
         backbone=backbone, method=method.name, method_options=dict(method.options),
         train=from_dict(TrainConfig, train, where=f"train of {label} on {backbone_label}"))
     dataset = data.label or data.spec

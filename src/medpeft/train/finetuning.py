@@ -36,6 +36,7 @@ from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan
                        autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
                        one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
                        subgroup_metrics, validation_thresholds)
+from ..runtime.build import validation_note
 from ..runtime.distributed import init_from_env, rank_world
 from ..runtime.distributed import wrap as wrap_ddp
 from ..runtime.featurecache import FrozenSuffix, cache_features, plan_cache
@@ -208,6 +209,8 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
                 f"{len(splits.train)} training images ({splits.subset_note}); {length}; "
                 f"precision {precision} ({why}); feature cache: {cache.reason}")
+        if validation_note(splits):  # val_fraction: the validation subset's size
+            run.log(validation_note(splits))
     for warning in plan_warnings(plan, len(splits.train), train):
         print_warning(console, warning)
         run.log(f"warning: {warning}")
