@@ -36,6 +36,7 @@ def test_a_busy_machine_is_named_from_its_load_average(monkeypatch, load, warned
     assert (message is not None) == warned
     if warned:
         assert f"load {load:.1f} on 2 cores" in message and "2 thread(s)" in message
+        assert "start:" not in message  # log.txt readers count "start:" lines as run starts
 
 
 def test_no_busy_warning_off_the_cpu(monkeypatch):

@@ -55,5 +55,5 @@ def busy_machine_warning(device: torch.device, threads: int | None = None) -> st
         return None
     threads = threads or torch.get_num_threads()
     return (f"the machine is busy (load {load:.1f} on {cores} cores) before this run's {threads} thread(s) "
-            "start: it will share the cores and run slower; run one heavy job at a time when a time matters, "
+            "begin, so it will share the cores and run slower; run one heavy job at a time when a time matters, "
             "or give each job fewer threads (docs/performance.md, \"Two jobs on one machine\")")
