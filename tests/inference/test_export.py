@@ -8,8 +8,6 @@ import json
 import warnings
 
 import pytest
-
-from medpeft.models import CLASSIFIER_FAMILIES
 import timm
 import torch
 
@@ -19,7 +17,7 @@ from medpeft.inference.export import EXPORT_CONFIG, EXPORT_WEIGHTS
 from medpeft.methods import METHODS, apply_method, save_adapter
 from medpeft.runtime import DataConfig, RunConfig, RunDir, TrainConfig, build_base, resolve_run_config
 
-from ..methods.conftest import TINY, perturb
+from ..methods.conftest import TINY, method_family_pairs, perturb
 
 PLAIN = {"fft", "linear"}  # change no architecture: exported plain although not "mergeable"
 LABELS = ["normal", "pneumonia"]
@@ -48,12 +46,9 @@ def fake_run(path, method: str, family: str):
     return model.eval()
 
 
-def _pairs():
-    return [pytest.param(name, family, id=f"{name}-{family}") for name, cls in METHODS.items()
-            for family in cls.families if family in CLASSIFIER_FAMILIES]
 
 
-@pytest.mark.parametrize("name,family", _pairs())
+@pytest.mark.parametrize("name,family", method_family_pairs())
 def test_export_equals_the_adapted_model_and_merged_ones_load_with_timm_alone(tmp_path, name, family):
     with _quiet():  # ResNet methods warn about closed branches on random inits; not this test's business
         adapted = fake_run(tmp_path / "run", name, family)

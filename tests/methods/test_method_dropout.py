@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from medpeft.models import CLASSIFIER_FAMILIES
 import torch
 
 from medpeft.methods import METHODS, apply_method, create_method
+from medpeft.models import CLASSIFIER_FAMILIES
 
 from .conftest import make_inputs, make_model, perturb
 

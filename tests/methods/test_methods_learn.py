@@ -44,13 +44,10 @@ import dataclasses
 import time
 
 import pytest
-
-from medpeft.models import CLASSIFIER_FAMILIES
 import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
-from medpeft.methods import METHODS
 from medpeft.methods._base import ADAPTER_WEIGHTS, read_adapter_config
 from medpeft.models import BackboneConfig
 from medpeft.models.backbones import head_names
@@ -58,6 +55,7 @@ from medpeft.runtime import DataConfig, RunConfig, TrainConfig, build_model
 from medpeft.train import finetune
 
 from ..references import brightness_auroc
+from .conftest import method_family_pairs
 
 QUIET = Console(quiet=True)
 PNEUMONIA = "medmnist:pneumoniamnist"
@@ -108,9 +106,6 @@ def learn_config(method: str, backbone: BackboneConfig, root) -> RunConfig:
                           precision="fp32"))  # the same arithmetic on every CPU
 
 
-def pairs():
-    return [pytest.param(name, family, id=f"{name}-{family}")
-            for name, cls in METHODS.items() for family in cls.families if family in CLASSIFIER_FAMILIES]
 
 
 def own_weights_that_did_not_move(config: RunConfig, run) -> list[str]:
@@ -123,7 +118,7 @@ def own_weights_that_did_not_move(config: RunConfig, run) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,family", pairs())
+@pytest.mark.parametrize("name,family", method_family_pairs())
 def test_every_method_learns_pneumoniamnist(name, family, medmnist_root, brightness, request, tmp_path):
     if family == "vit":
         backbone = dataclasses.replace(VIT, checkpoint=request.getfixturevalue("mae_checkpoint"))

@@ -40,7 +40,7 @@ class CountingJob(Job):
 
     def __init__(self):
         torch.manual_seed(0)
-        self.model = nn.Linear(4, 1)
+        self.model, self.device = nn.Linear(4, 1), torch.device("cpu")
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
         self.stepped, self.epochs = 0, []
         real_step = self.optimizer.step

@@ -75,12 +75,13 @@ def method_name_for(*families: str):
     resnet; of diffusion finetune: unet)."""
     def method_for(text: str) -> str:
         from ..methods import METHODS
+        from ..methods._base import check_family_fits
 
         name = method_name(text)
-        cls = METHODS.get(name)
-        if not set(cls.families) & set(families):
-            raise argparse.ArgumentTypeError(f"{name} fits {' and '.join(cls.families)} backbones, not "
-                                             f"{' or '.join(families)}")
+        try:
+            check_family_fits(METHODS.get(name), *families)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
         return name
 
     return method_for

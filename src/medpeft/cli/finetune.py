@@ -8,7 +8,7 @@ from . import common
 
 
 def finetune_flags(parser: argparse.ArgumentParser) -> None:
-    from ..methods import METHODS
+    from ..methods import methods_for
     from ..models import CLASSIFIER_FAMILIES, BackboneConfig
     from ..runtime import DataConfig, TrainConfig
     from .flags import add_dataclass_flags, add_method_flags
@@ -17,10 +17,9 @@ def finetune_flags(parser: argparse.ArgumentParser) -> None:
                        out="run directory; if not given: runs/<data>-<backbone>-<method>-f<fraction>-s<seed>")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (DistributedDataParallel: gloo "
                                                              "on CPU, NCCL on GPUs); --batch-size is their total")
-    fitting = [name for name, cls in METHODS.items() if set(cls.families) & set(CLASSIFIER_FAMILIES)]
     parser.add_argument("--method", dest="run.method", type=common.method_name_for(*CLASSIFIER_FAMILIES),
                         default=argparse.SUPPRESS, metavar="METHOD",
-                        help=f"PEFT method (default lora): {', '.join(fitting)}")
+                        help=f"PEFT method (default lora): {', '.join(methods_for(*CLASSIFIER_FAMILIES))}")
     add_dataclass_flags(parser, DataConfig, "data", rename={"spec": "data"})
     add_dataclass_flags(parser, BackboneConfig, "backbone", rename={"name": "backbone"})
     add_dataclass_flags(parser, TrainConfig, "train")

@@ -70,9 +70,9 @@ def add_method_flags(parser: argparse.ArgumentParser, families: tuple[str, ...],
                      section: str = "method_options") -> None:
     """One flag per option name of the methods that fit ``families``, then one help section per
     method with its own options (defaults: the first family's, e.g. LoRA's on the UNet)."""
-    from ..methods import METHODS
+    from ..methods import METHODS, methods_for
 
-    methods = {name: cls for name, cls in METHODS.items() if set(cls.families) & set(families)}
+    methods = {name: METHODS.get(name) for name in methods_for(*families)}
     own = {name: cls.family_defaults.get(families[0], {}) for name, cls in methods.items()}
     users: dict[str, list[str]] = {}
     hints: dict[str, object] = {}

@@ -175,9 +175,9 @@ METHODS.alias("full", "fft")
 METHODS.alias("bias", "bitfit")
 
 
-def methods_for(family: str) -> list[str]:
-    """Names of the methods that fit ``family``, in registry order."""
-    return [name for name, cls in METHODS.items() if family in cls.families]
+def methods_for(*families: str) -> list[str]:
+    """Names of the methods that fit any of ``families``, in registry order."""
+    return [name for name, cls in METHODS.items() if set(cls.families) & set(families)]
 
 
 def method_config(name: str, options: dict | MethodConfig | None = None, family: str | None = None) -> MethodConfig:
@@ -204,19 +204,18 @@ def create_method(name: str, options: dict | MethodConfig | None = None, family:
     return METHODS.get(name)(method_config(name, options, family))
 
 
-def check_family_fits(cls: type[Method], family: str) -> None:
-    if family not in cls.families:
-        fits = " and ".join(cls.families)
-        raise ValueError(f"method {cls.name!r} fits {fits} backbones, not {family}. "
-                         f"Methods for {family}: {', '.join(methods_for(family))}")
+def check_family_fits(cls: type[Method], *families: str, model: str = "") -> None:
+    """The method fits one of ``families``; else a ValueError naming the families it fits and the
+    methods that fit (``model``: the model's class, named in the message)."""
+    if not set(cls.families) & set(families):
+        wanted = " or ".join(families)
+        raise ValueError(f"method {cls.name!r} fits {' and '.join(cls.families)} backbones, not {wanted}"
+                         f"{f' ({model})' if model else ''}. Methods for {wanted}: {', '.join(methods_for(*families))}")
 
 
 def check_fits(method: Method, model: nn.Module) -> None:
     family = family_of(model)
-    if family not in method.families:
-        fits = " and ".join(method.families)
-        raise ValueError(f"method {method.name!r} fits {fits} backbones, not {family} "
-                         f"({type(model).__name__}). Methods for {family}: {', '.join(methods_for(family))}")
+    check_family_fits(type(method), family, model=type(model).__name__)
     method.check_family(family)
 
 

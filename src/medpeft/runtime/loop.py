@@ -132,6 +132,7 @@ class Job(ABC):
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
+    device: torch.device
 
     @abstractmethod
     def loss(self, batch) -> tuple[torch.Tensor, int]:
@@ -174,7 +175,7 @@ def run_epochs(job: Job, dataset: Dataset, settings: LoopSettings, run: RunDir, 
                             state.get("steps", start_epoch * plan.steps_per_epoch))
         console.print(f"resuming {run.path} after epoch {start_epoch}")
         run.log(f"resumed after epoch {start_epoch}")
-    busy = busy_machine_warning(job.device) if isinstance(getattr(job, "device", None), torch.device) else None
+    busy = busy_machine_warning(job.device)
     if busy:
         console.print(f"[yellow]warning:[/] {busy}")
         run.log(f"warning: {busy}")

@@ -100,6 +100,7 @@ class DiffusionCell:
     seed: int
     variant: dict
     backbone: str = "UNet"
+    subset: int | None = None  # no label subsets in diffusion studies (a classifier Cell's field, for shared labels)
 
     @property
     def group(self) -> str:

@@ -183,7 +183,7 @@ def failed_cells(trials) -> dict[str, str]:
 
 def label(cell: Cell) -> str:
     return (f"{cell.dataset} {cell.fraction:.0%} {cell.backbone} {cell.method} seed {cell.seed}"
-            + ("" if getattr(cell, "subset", None) is None else f" subset {cell.subset}"))
+            + ("" if cell.subset is None else f" subset {cell.subset}"))
 
 
 def _alive(pid: int) -> bool:
