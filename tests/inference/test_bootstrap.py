@@ -97,3 +97,39 @@ def test_resamples_that_lose_a_class_are_redrawn():
     scores, labels = rare_class_sample()
     low, high = bootstrap_ci(scores, labels, "multiclass", n_bootstrap=100, seed=0)
     assert low == pytest.approx(2 / 3) and high == pytest.approx(2 / 3)
+
+
+def _copied_items_ci(scores, labels, task, n_bootstrap, seed, level=0.95):
+    """The bootstrap as a reader would write it: copy each resample's items, score them with
+    macro_auroc (scikit-learn), redraw a resample that loses a class of a label."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    truth = np.eye(scores.shape[1], dtype=int)[labels[:, 0]] if task == "multiclass" else labels
+    defined = [c for c in range(truth.shape[1]) if 0 < truth[:, c].sum() < n]
+    values, attempts = [], 0
+    while len(values) < n_bootstrap and attempts < 3 * n_bootstrap:
+        attempts += 1
+        index = rng.integers(0, n, n)
+        positives = truth[index][:, defined].sum(axis=0)
+        if ((positives == 0) | (positives == n)).any():
+            continue
+        values.append(macro_auroc(scores[index], labels[index], task))
+    tail = (1 - level) / 2 * 100
+    return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_the_interval_is_the_copied_items_bootstrap_to_1e12(task):
+    """bootstrap_ci scores a resample from its items' draw counts (runtime/auroc.py), not by
+    copying them into scikit-learn: the same resamples, the same interval. Scores are rounded
+    to two decimals so that ties are common; 12 items make class-losing redraws happen."""
+    for n in (12, 300):
+        if task == "binary":
+            rng = np.random.default_rng(n)
+            labels = rng.integers(0, 2, (n, 1))
+            scores = np.round(1.0 / (1.0 + np.exp(-(labels + rng.normal(size=(n, 1))))), 2)
+        else:
+            scores, labels = SAMPLES[task][0](n, seed=n)
+            scores = np.round(scores, 2)
+        expected = _copied_items_ci(scores, labels, task, 200, seed=5)
+        assert bootstrap_ci(scores, labels, task, n_bootstrap=200, seed=5) == pytest.approx(expected, abs=1e-12)

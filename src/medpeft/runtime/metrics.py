@@ -15,7 +15,8 @@
   decision (at 0.5 / argmax; ``..._at_val_threshold`` at the validation thresholds): a model
   that has not learned to separate the classes, whatever its accuracy.
 - ``auroc_ci95``: percentile bootstrap over test items (resamples that lose a class are
-  redrawn) so a difference between two runs can be read against its noise.
+  redrawn) so a difference between two runs can be read against its noise; resamples are
+  scored from draw counts (``runtime/auroc.py``), not by copying items into scikit-learn.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import warnings
 
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
+
+from .auroc import columns_of, weighted_macro_auroc
 
 
 def _one_hot_or_binary(labels: np.ndarray, task: str, num_columns: int) -> np.ndarray:
@@ -188,21 +191,26 @@ def bootstrap_ci(scores: np.ndarray, labels: np.ndarray, task: str, n_bootstrap:
                  seed: int = 0, level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval of the macro AUROC.
 
-    A resample in which a label that has both classes in the full split loses one of them is
-    redrawn (its macro AUROC would average fewer labels than the estimate does)."""
+    Resample ``b`` draws ``numpy.random.default_rng(seed).integers(0, N, N)`` and is scored as
+    ``macro_auroc`` scores those items, from their draw counts (``runtime/auroc.py``). A resample
+    in which a label that has both classes in the full split loses one of them is redrawn (its
+    macro AUROC would average fewer labels than the estimate does)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
+    scores = np.asarray(scores, dtype=np.float64)
     truth = _one_hot_or_binary(labels, task, scores.shape[1])
     defined = [c for c in range(truth.shape[1]) if 0 < truth[:, c].sum() < n]
+    columns = columns_of(scores, labels, task)
+    defined_truth = truth[:, defined].astype(np.float64)
     values = []
     attempts = 0
     while len(values) < n_bootstrap and attempts < 3 * n_bootstrap:
         attempts += 1
-        index = rng.integers(0, n, n)
-        positives = truth[index][:, defined].sum(axis=0)
+        weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        positives = weights @ defined_truth
         if defined and ((positives == 0) | (positives == n)).any():
             continue  # a label lost a class
-        value = macro_auroc(scores[index], labels[index], task)
+        value = weighted_macro_auroc(columns, weights)
         if not math.isnan(value):
             values.append(value)
     if len(values) < n_bootstrap // 2:
