@@ -22,6 +22,11 @@ SHARED = Path(os.environ.get("MEDPEFT_SHARED", REPO.parent / "shared"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Tests kill and resume runs of a few tiny epochs at chosen epochs: a checkpoint after every
+# epoch there (runtime/loop.py saves at most every 10 s by default; tests/runtime/test_checkpoint_cadence.py
+# tests that default). Set in the environment, so study workers the tests start inherit it.
+os.environ.setdefault("MEDPEFT_CHECKPOINT_SECONDS", "0")
+
 
 NOT_CI = ("", "0", "false", "no", "off")  # $CI values (any case) that say "not CI"; unset is not CI either
 
