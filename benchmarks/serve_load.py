@@ -18,6 +18,12 @@ answers as before the kill. Every request must answer 200 except those cut by th
 
     .venv/bin/python benchmarks/serve_load.py                        # 2000 requests at concurrency 16
     .venv/bin/python benchmarks/serve_load.py --requests 500 --depth 4
+    .venv/bin/python benchmarks/serve_load.py --hostile                # only the memory bound, below
+
+``--hostile`` measures only the memory bound of docs/serving.md ("Bounded memory"): the
+8-adapter server (default limits) gets 20 concurrent uploads of a 9000x9000 PNG (grey and RGB)
+and 40 stalled bodies that declare 20 MB and send 3 bytes; it prints the server's VmRSS before
+and its peak (VmHWM) after, each status seen, then checks that a normal request answers 200.
 
 Results and the machine are in docs/serving.md. The client runs on the same machine (one event
 loop, httpx), so it takes CPU from the server; numbers are for comparing configurations.
@@ -211,6 +217,46 @@ def kill_and_restart(runs: dict[str, Path], options: list[str], bodies, args, lo
             "after_restart": {k: again[k] for k in ("requests", "ok", "http_errors", "transport_errors")}}
 
 
+def hostile(runs: dict[str, Path], options: list[str], bodies, log_dir: Path) -> dict:
+    """20 concurrent 9000x9000 PNG uploads + 40 stalled 20 MB bodies; the server's memory before and after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    server = Server(runs, port, options, log_dir / "hostile.log")
+    names = list(runs)
+    huge = []
+    for mode in ("L", "RGB"):
+        buffer = io.BytesIO()
+        Image.new(mode, (9000, 9000), 40).save(buffer, format="PNG")
+        huge.append(buffer.getvalue())
+    try:
+        server.wait_ready()
+        hwm = lambda: int(next(line.split()[1] for line in Path(f"/proc/{server.process.pid}/status").read_text()
+                                .splitlines() if line.startswith("VmHWM:"))) * 1024
+        rss_before, hwm_before = server.rss_bytes(), hwm()
+        stalled = []
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+            sock.sendall(f"POST /v1/models/{names[0]}/predict HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Length: {20 * 2**20}\r\n\r\nabc".encode())
+            stalled.append(sock)
+        post = lambda i: httpx.post(f"{server.url}/v1/models/{names[i % len(names)]}/predict",
+                                    content=huge[i % 2], timeout=120).status_code
+        with ThreadPoolExecutor(20) as pool:
+            uploads = list(pool.map(post, range(20)))
+        stalled_statuses = []
+        for sock in stalled:
+            head = sock.recv(65536)
+            stalled_statuses.append(int(head.split(b" ", 2)[1]) if head else 0)
+            sock.close()
+        after = httpx.post(f"{server.url}/v1/models/{names[0]}/predict", content=bodies[0], timeout=60)
+        return {"rss_before_mib": rss_before / 2**20, "hwm_before_mib": hwm_before / 2**20,
+                "hwm_after_mib": hwm() / 2**20, "uploads": sorted(set(uploads)),
+                "stalled": sorted(set(stalled_statuses)), "normal_after": after.status_code}
+    finally:
+        server.stop()
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -228,6 +274,8 @@ def main() -> None:
     parser.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "medpeft-serve-load"),
                         help="where the eight runs are trained (reused when present)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--hostile", action="store_true",
+                        help="only the memory bound: 20 concurrent 9000x9000 uploads + 40 stalled bodies")
     args = parser.parse_args()
     root = Path(args.runs)
     root.mkdir(parents=True, exist_ok=True)
@@ -237,6 +285,17 @@ def main() -> None:
     bodies = png_bodies(64)
     options = ["--threads", str(args.threads)]
     first = dict(list(runs.items())[:1])
+    if args.hostile:
+        result = hostile(runs, options, bodies, root)
+        print(f"\nhostile load (8 adapters, default limits): VmRSS before {result['rss_before_mib']:.0f} MiB "
+              f"(VmHWM {result['hwm_before_mib']:.0f}), VmHWM after {result['hwm_after_mib']:.0f} MiB; "
+              f"uploads answered {result['uploads']}, stalled bodies {result['stalled']}, "
+              f"a normal request after: {result['normal_after']}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"hostile": result, "machine": host}, indent=1))
+        if result["normal_after"] != 200:
+            raise SystemExit("the server did not answer a normal request after the hostile load")
+        return
     rows = [measure("1 adapter", first, options, bodies, args, root),
             measure("8 adapters, one backbone", runs, options, bodies, args, root),
             measure("8 full models (--no-share-base)", runs, options + ["--no-share-base"], bodies, args, root)]

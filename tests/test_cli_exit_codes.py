@@ -30,7 +30,7 @@ def test_a_diverging_run_is_1_and_keeps_its_run_directory(tmp_path, capsys):
     """AdamW at lr 1e30 overflows the weights in its first step: the second loss is NaN."""
     code = main(finetune_args(tmp_path / "run", "--method", "fft", "--lr", "1e30", "--epochs", "2"))
     assert code == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "training diverged" in out and "loss became nan" in out
     assert "diverged" in (tmp_path / "run" / "log.txt").read_text()
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -42,7 +42,7 @@ def test_a_diverging_pretraining_is_1(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(medpeft.pretrain, "pretrain", diverges)
     assert main(["pretrain", "--data", DATA, "--out", str(tmp_path / "mae")]) == 1
-    assert "pretraining diverged" in capsys.readouterr().out
+    assert "pretraining diverged" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -59,7 +59,7 @@ def test_bad_input_is_2_with_one_error_line(argv, message, tmp_path, capsys):
     if argv[0] == "finetune":
         argv += [*TINY_VIT, "--no-progress", "--out", str(tmp_path / "run")]
     assert main(argv) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # errors go to stderr
     assert out.count("error:") == 1 and "Traceback" not in out
     assert message in " ".join(out.split())  # rich wraps long lines
 

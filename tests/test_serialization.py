@@ -57,7 +57,7 @@ def test_bad_options_fail_at_once_with_no_run_folder(flags, match, tmp_path, cap
     assert code == 2
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
-    assert re.search(match, " ".join(printed.out.split()))
+    assert re.search(match, " ".join(printed.err.split()))  # errors go to stderr
     assert not out.exists()
 
 
@@ -72,7 +72,7 @@ def test_yaml_recipe_with_a_wrong_type_exits_2(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("train:\n  epochs: many\n")
     assert main(["finetune", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
-    assert "train.epochs: expected a whole number, got 'many'" in capsys.readouterr().out
+    assert "train.epochs: expected a whole number, got 'many'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -5,16 +5,25 @@ these objects, never an ``argparse.Namespace``. :func:`from_dict` builds a confi
 dict (a YAML recipe, merged command-line flags) and checks it field by field: an unknown key
 is an error listing the valid ones (with a close match), and a value of the wrong type
 (``epochs: "many"``, ``img_size: "28"``, ``epochs: 1.7``, ``data: 5``) is an error naming the
-field, what it expected and what it got — before any dataclass sees it.
+field, what it expected and what it got — before any dataclass sees it. A number must be finite
+(``nan``, ``inf`` are refused), and a YAML mapping that names a key twice is an error naming it
+(:class:`UniqueKeyLoader`: every YAML medpeft reads goes through :func:`parse_yaml`).
+
+Every JSON file medpeft writes is strict JSON (:func:`dumps_json`): NaN and infinities become
+``null``; readers that compare numbers read ``null`` as NaN (:func:`nan_if_null`). Files are
+written atomically (temporary file + rename, the temporary file removed when the write fails),
+and a write that fails — disk full, read-only, a path through a file — is an ``OSError`` naming
+the path (:class:`WriteFailed` for the errors of libraries that raise something else).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import functools
 import json
+import math
 import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -98,10 +107,14 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
                          + (" (write it without quotes)" if _is_number_text(value) else ""))
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if _is_number_text(value):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            return float(value)
-        raise ValueError(f"{where}: expected a number, got {_shown(value)}")
+            number = float(value)
+        elif _is_number_text(value):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)
+        else:
+            raise ValueError(f"{where}: expected a number, got {_shown(value)}")
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -158,20 +171,74 @@ def merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file + rename, so a killed process never leaves half a file."""
+class WriteFailed(OSError):
+    """A file could not be written, raised for a library's own error (safetensors' ``SafetensorError``,
+    torch's ``RuntimeError`` of a short write) so that every failed write is an ``OSError`` with
+    the path in ``filename``."""
+
+
+def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then renamed to ``path``: a killed process
+    never leaves half a file, and a failed write leaves no temporary file and ``path`` as it was.
+    An error of the writer that is not an ``OSError`` (a library's report of a short write) becomes
+    :class:`WriteFailed`; ``suffix`` ends the temporary name (``.tmp.npz``: writers that add one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    tmp = path.with_name(f".{path.name}{suffix}")
     try:
-        with os.fdopen(fd, "w") as handle:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None:  # e.g. a flush or fsync on a full disk: name the file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+        raise
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        if type(err).__name__ == "SafetensorError" or _is_short_write(err):  # safetensors, torch: a failed write
+            raise WriteFailed(_errno_in(str(err)), _reason(str(err)), str(path)) from None
+        raise
+    except BaseException:  # Ctrl-C mid-write
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _is_short_write(err: Exception) -> bool:
+    """torch's zip writer on a full or failing disk (``PytorchStreamWriter failed writing file``,
+    ``unexpected pos``), not a ``RuntimeError`` that refuses the data itself."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(
+        mark in text for mark in ("unexpected pos", "failed writing", "no space left", "inline_container"))
+
+
+def _errno_in(text: str) -> int:
+    lowered = text.lower()
+    if "no space left" in lowered or "unexpected pos" in lowered:  # torch's zip writer on a full disk
+        return errno.ENOSPC
+    if "read-only" in lowered:
+        return errno.EROFS
+    return errno.EIO
+
+
+def _reason(text: str) -> str:
+    lowered = text.lower()
+    if "no space left" in lowered or "unexpected pos" in lowered:
+        return "No space left on device"
+    return text.splitlines()[0][:160] if text else "write failed"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file + rename, so a killed process never leaves half a file."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write, suffix=f".{os.getpid()}.tmp")
 
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict) -> None:
@@ -179,26 +246,49 @@ def atomic_save_tensors(path: str | os.PathLike, tensors: dict) -> None:
     a temporary file + rename; the temporary file is removed if the write fails."""
     from safetensors.torch import save_file  # torch is imported only by callers that write tensors
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
 
 
 def save_yaml(path: str | os.PathLike, values: dict) -> None:
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping naming a key twice (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # << merges may repeat keys on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """YAML text -> Python values, like ``yaml.safe_load`` but a repeated key is an error."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text())
+        values = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a YAML file (not text)") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from None
     if values is None:
@@ -215,6 +305,8 @@ def load_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
         values = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a valid {what} ({err})") from None
     if not isinstance(values, dict):
@@ -222,8 +314,32 @@ def load_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
     return values
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON ``null``), recursively
+    through dicts, lists and tuples; numpy scalars become Python numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy / torch scalar
+        return strict_json(value.item())
+    return value
+
+
+def dumps_json(value: Any, **kwargs) -> str:
+    """Strict JSON text (``allow_nan=False``): NaN and infinities written as ``null``."""
+    return json.dumps(strict_json(value), allow_nan=False, **kwargs)
+
+
+def nan_if_null(value: Any) -> Any:
+    """A number read from a strict JSON file: ``null`` (a NaN when written) back to NaN."""
+    return math.nan if value is None else value
+
+
 def save_json(path: str | os.PathLike, values: dict) -> None:
-    atomic_write_text(path, json.dumps(values, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps_json(values, indent=2, sort_keys=False) + "\n")
 
 
 def field_help(cls, name: str) -> str:

@@ -91,7 +91,7 @@ def test_cli_generate_and_finetune(tiny_base, tmp_path, capsys):
     assert saved["medpeft_method"] == "difffit"
     assert main(["diffusion", "finetune", "--base", str(tiny_base), "--method", "lora", "--rank", "0",
                  "--out", str(tmp_path / "bad")]) == 2
-    assert "rank must be at least 1" in capsys.readouterr().out
+    assert "rank must be at least 1" in capsys.readouterr().err
 
 
 def test_a_cached_base_from_before_a_new_option_is_reused(tiny_base, tmp_path, monkeypatch):

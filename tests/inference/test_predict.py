@@ -40,14 +40,14 @@ def test_a_folder_of_png_and_dicom_with_a_corrupt_file(run, test_split, tmp_path
     write_dicom(folder / "ct" / "scan.dcm", test_split.images.array[3])
     write_dicom(folder / "ct" / "IM0001", test_split.images.array[4])  # DICOM exports often lack a suffix
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    (folder / "notes.txt").write_text("not an image, and not named like one: ignored")
+    (folder / "notes.txt").write_text("not an image, and not named like one: listed as skipped")
     out = tmp_path / "predictions.csv"
     assert main(["predict", str(run), str(folder), "--out", str(out), "--no-progress"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     rows = read_rows(out)
     assert sorted(r["path"].split("incoming/")[1] for r in rows) == [
         "ct/IM0001", "ct/scan.dcm", "img0.png", "img1.png", "img2.png"]
-    assert "5 image(s) predicted" in printed and "skipped 1 file(s)" in printed
+    assert "5 image(s) predicted" in printed and "skipped 2 file(s)" in printed and "notes.txt" in printed
     assert "broken.png" in printed and "cannot decode" in printed
     labels = json.loads((run / "adapter_config.json").read_text())["labels"]
     assert list(rows[0]) == ["path", *[f"prob_{k}" for k in labels], *[f"decision_{k}" for k in labels], "prediction"]
@@ -96,9 +96,9 @@ def test_explain_writes_one_overlay_per_image(run, test_split, tmp_path):
 def test_no_readable_image_is_a_clear_error(run, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     assert main(["predict", str(run), str(tmp_path / "missing"), "--out", str(tmp_path / "p.csv")]) == 2
-    assert "no image files in" in capsys.readouterr().out
+    assert "no image files in" in capsys.readouterr().err
     assert main(["predict", str(run), str(tmp_path / "bad.png"), "--out", str(tmp_path / "p.csv")]) == 2
-    text = " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().err.split())
     assert "none of the 1 files could be read" in text and "Traceback" not in text
     assert not (tmp_path / "p.csv").exists()
 
@@ -109,7 +109,12 @@ def test_folders_are_searched_for_image_suffixes_and_suffixless_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     files, problems = gather_images([tmp_path, tmp_path / "nowhere"])
     assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.JPG", "b.png", "sub/IM0001", "sub/c.dcm"]
-    assert problems == [(str(tmp_path / "nowhere"), "not found")]
+    assert dict(problems) == {str(tmp_path / ".hidden"): "hidden folder, not searched",
+                              str(tmp_path / "e.txt"): "suffix .txt is not an image type "
+                                                       "(.png .jpg .jpeg .dcm .dicom .tif .tiff .bmp)",
+                              str(tmp_path / "f.csv"): "suffix .csv is not an image type "
+                                                       "(.png .jpg .jpeg .dcm .dicom .tif .tiff .bmp)",
+                              str(tmp_path / "nowhere"): "not found"}
 
 
 @pytest.mark.parametrize("task, adapter, scores, prediction", [

@@ -69,6 +69,6 @@ def test_a_run_and_eval_report_per_subgroup_metrics(csv_with_sex, tmp_path, caps
     assert "auroc_gap" in groups and "acc_at_val_threshold" in groups["groups"]["F"]
     saved = np.load(tmp_path / "run" / "predictions-test.npz")
     assert saved["subgroups"].tolist().count("M") == groups["groups"]["M"]["n"]
-    assert main(["eval", str(tmp_path / "run"), "--n-bootstrap", "10"]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--n-bootstrap", "100"]) == 0
     out = capsys.readouterr().out
     assert "AUROC sex = F (n " in out and "largest AUROC gap" in out

@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by
 Selenium): choose a model, upload a real PNG and a real DICOM, read the probabilities off the page
-and check them against `medpeft predict`; the heatmap is shown. A screenshot is saved with the
+and check them against `medpeft predict`; the heatmap is shown with its colour scale; the model card;
+an error after an answer leaves no stale result; a 1x1 image is flagged. A screenshot is saved with the
 test's files (its path is printed). Without Chromium the test skips, except under CI=true."""
 from __future__ import annotations
 
@@ -87,3 +88,34 @@ def test_the_page_shows_probabilities_and_the_heatmap(browser, live_server, serv
     if os.environ.get("MEDPEFT_SCREENSHOT"):  # e.g. docs/img/serve-page.png for the README
         shutil.copy(screenshot, os.environ["MEDPEFT_SCREENSHOT"])
     print(f"screenshot: {screenshot}")
+
+
+def test_the_page_clears_the_last_result_on_an_error_and_shows_the_card_and_scale(browser, live_server, xray_images,
+                                                                                   tmp_path):
+    """The issue's case: a DICOM answered, then a corrupt PNG: the 422 stands alone, no stale
+    "normal / 77.9%" or heatmap under it; the model's card and the heatmap's colour scale show."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    good = write_dicom(tmp_path / "good.dcm", xray_images[2])
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(write_png(tmp_path / "whole.png", xray_images[2]).read_bytes()[:60])
+    browser.get(live_server.url + "/")
+    assert upload_and_read(browser, "pneu-lora", good)
+    card = browser.find_element(By.ID, "card").text
+    assert "test AUROC" in card and "medmnist:pneumoniamnist" in card and "binary: pneumonia" in card
+    assert browser.find_element(By.ID, "scale").is_displayed()
+    assert "DICOM window" in browser.find_element(By.ID, "scaling").text
+    browser.find_element(By.ID, "file").send_keys(str(corrupt))
+    WebDriverWait(browser, 60).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error")
+    status = browser.find_element(By.ID, "status").text
+    assert "corrupt.png" in status and "422" in status
+    assert browser.find_element(By.ID, "prediction").text == ""
+    assert not browser.find_elements(By.CSS_SELECTOR, "#probabilities tbody tr")
+    assert not browser.find_element(By.ID, "probabilities").is_displayed()
+    assert not browser.find_element(By.ID, "pictures").is_displayed()
+    assert browser.find_element(By.ID, "scaling").text == ""
+    one_pixel = write_png(tmp_path / "dot.png", xray_images[2][:1, :1])
+    browser.get(live_server.url + "/")  # upload_and_read starts from a ready page
+    upload_and_read(browser, "pneu-lora", one_pixel)
+    assert "1x1 pixels" in browser.find_element(By.ID, "warnings").text

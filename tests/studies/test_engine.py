@@ -25,6 +25,12 @@ from .conftest import TINY_BACKBONE, TINY_DATA, write_study
 QUIET = Console(quiet=True)
 
 
+def printed(capsys) -> str:
+    """Everything the command printed: results on stdout, errors and warnings on stderr."""
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
 def trials(path):
     engine = Engine(load_study(path), Path(path).parent)
     return engine, engine.final.get_trials(deepcopy=False)
@@ -154,16 +160,16 @@ def test_a_corrupt_study_file_is_a_clear_error(tmp_path, capsys):
     bad.mkdir()
     (bad / "study.yaml").write_text("name: x\ndata: [\n")
     assert main(["study", "run", str(bad / "study.yaml")]) == 2
-    assert "not valid YAML" in capsys.readouterr().out
+    assert "not valid YAML" in printed(capsys)
     path = write_study(tmp_path / "typo", methods=[{"name": "lorra"}])
     assert main(["study", "run", path]) == 2
-    assert "unknown method 'lorra'. Did you mean 'lora'?" in " ".join(capsys.readouterr().out.split())
+    assert "unknown method 'lorra'. Did you mean 'lora'?" in " ".join(printed(capsys).split())
     path = write_study(tmp_path / "key", seedz=[1])
     assert main(["study", "run", path]) == 2
-    assert "did you mean 'seeds'?" in capsys.readouterr().out
+    assert "did you mean 'seeds'?" in printed(capsys)
     path = write_study(tmp_path / "space", search={"space": {"LoRA": {"rnak": {"choices": [2, 4]}}}})
     assert main(["study", "run", path]) == 2
-    assert "search.space.LoRA.rnak: not searchable" in " ".join(capsys.readouterr().out.split())
+    assert "search.space.LoRA.rnak: not searchable" in " ".join(printed(capsys).split())
 
 
 def test_an_unreachable_database_is_a_clear_error_and_cannot_hang(tmp_path, capsys, monkeypatch):
@@ -185,7 +191,7 @@ def test_an_unreachable_database_is_a_clear_error_and_cannot_hang(tmp_path, caps
     assert connects and all((c["host"], c["port"]) == ("127.0.0.1", 9) for c in connects)  # the driver was reached
     timeouts = [c.get("connect_timeout") for c in connects]
     assert all(isinstance(t, int) and 0 < t <= 30 for t in timeouts), timeouts
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "cannot open the study storage postgresql+psycopg://user:***@127.0.0.1:9/nodb" in out
     assert "secret" not in out
 
@@ -198,7 +204,7 @@ def test_a_cell_with_missing_data_fails_alone_and_loses_nothing(tmp_path, capsys
                                                     "data_root": str(empty)}],
                        fractions=[1.0], methods=[{"name": "fft", "label": "FFT"}])
     assert main(["study", "run", path]) == 1
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(printed(capsys).split())
     assert "1/2 cells done" in out and "MedMNIST file not found" in out
     engine, first = trials(path)
     done = [t for t in first if t.state == TrialState.COMPLETE]
@@ -250,7 +256,7 @@ def test_two_studies_that_mean_different_things_by_one_checkpoint_name_are_stopp
                          backbones=[{"label": "MAE", "backbone": backbone, "pretrain": step}])
     capsys.readouterr()
     assert main(["study", "run", second]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(printed(capsys).split())
     assert "'shared-mae'" in out and "data.specs" in out and "another name" in out
     assert made.read_bytes() == before
     assert not (tmp_path / "second" / "runs").exists() or not any((tmp_path / "second" / "runs").iterdir())
@@ -462,4 +468,4 @@ def test_the_slices_of_one_study_report_as_one_table(tmp_path, capsys):
     assert f"medpeft study run {tmp_path / 'half'} && medpeft study run {tmp_path / 'all'} && " in text
     capsys.readouterr()
     assert main(["study", "report", str(tmp_path / "half"), "--with", str(tmp_path / "half")]) == 2
-    assert "both have a result for synth 0.5 tiny FFT seed 0" in " ".join(capsys.readouterr().out.split())
+    assert "both have a result for synth 0.5 tiny FFT seed 0" in " ".join(printed(capsys).split())

@@ -4,6 +4,8 @@ trial number) then TPE, reproducible draws, the legacy ``tpe`` sampler draw for 
 the edge of its range warned about and in the records (an engine whose cells train in no time)."""
 from __future__ import annotations
 
+import io
+
 import math
 from pathlib import Path
 
@@ -191,7 +193,7 @@ class InstantEngine(Engine):
 def test_a_search_at_the_edge_of_its_range_warns_and_marks_its_records(tmp_path):
     path = write_study(tmp_path / "edge", name="edge", fractions=[1.0],
                        search={"trials": 6, "pruner": "none", "space": {"LoRA": LR}})
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=200, file=io.StringIO())  # a file of its own: warnings stay on it
     engine = InstantEngine(load_study(path), Path(path).parent, console=console)
     engine.work()
     group = next(c.group for c in engine.cells if c.method == "LoRA")

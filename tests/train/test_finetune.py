@@ -187,7 +187,7 @@ def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
     code = main(["finetune", "--data", TINY_DATA, "--method", "linear", "--rank", "4",
                  "--out", str(tmp_path / "x")])
     assert code == 2
-    assert "unknown option" in capsys.readouterr().out
+    assert "unknown option" in capsys.readouterr().err
 
 
 def test_a_step_budget_runs_exactly_that_many_optimiser_steps(tmp_path, monkeypatch):

@@ -101,6 +101,6 @@ def add_commands(commands) -> None:
     generate.add_argument("--out", default="grid.png", help="PNG file (default grid.png)")
     generate.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same images")
     generate.add_argument("--steps", type=common.positive_int, help="denoising steps (default: the run's)")
-    generate.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
+    generate.add_argument("--guidance", type=common.finite_float, help="classifier-free guidance scale (default: the run's)")
     generate.add_argument("--sampler", choices=("ddim", "ddpm"), help="sampler (default: the run's)")
     generate.set_defaults(func=cmd_diffusion_generate)

@@ -2,6 +2,8 @@
 
 Flags default to "not given" (``argparse.SUPPRESS``): a run's config is the dataclass defaults,
 then the ``--config`` YAML, then the flags actually typed — in that order of precedence.
+A float flag takes only finite numbers (``nan``, ``inf`` are refused by the parser), a mapping
+flag (``--timm-kwargs``) refuses a key given twice.
 Method options are one flag per option name (``--rank`` serves every method that has a rank);
 ``--help`` then lists each method's own options, help and defaults in a section of its own.
 :func:`config_from_args` assembles every command's config from them the same way.
@@ -15,7 +17,8 @@ import typing
 
 import yaml
 
-from ..serialization import field_help, load_yaml, merge
+from ..serialization import field_help, load_yaml, merge, parse_yaml
+from .common import finite_float
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,7 +36,7 @@ def _base_type(hint):
 
 def _parse_mapping(text: str) -> dict:
     try:
-        value = yaml.safe_load(text)
+        value = parse_yaml(text)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(f"not a YAML mapping like '{{depth: 4}}': {text!r} ({err})") from None
     if not isinstance(value, dict):
@@ -41,17 +44,21 @@ def _parse_mapping(text: str) -> dict:
     return value
 
 
+_TYPES = {float: finite_float}  # parser types of field types; others are the type itself
+
+
 def _add_flag(parser, flag: str, dest: str, hint, help_text: str | None) -> None:
     kind, many = _base_type(hint)
+    kind_type = _TYPES.get(kind, kind)
     common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text.replace("%", "%%") if help_text else None)
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
     elif kind is dict:
         parser.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **common)
     elif many:
-        parser.add_argument(flag, type=kind, nargs="+", **common)
+        parser.add_argument(flag, type=kind_type, nargs="+", **common)
     else:
-        parser.add_argument(flag, type=kind, **common)
+        parser.add_argument(flag, type=kind_type, **common)
 
 
 def add_dataclass_flags(parser, cls, section: str, rename: dict[str, str] | None = None,

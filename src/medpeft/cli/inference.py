@@ -57,8 +57,8 @@ def add_commands(commands) -> None:
                                          "have the run's labels in the same order")
     evaluate.add_argument("--data-root", help="data folder for --data")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--n-bootstrap", type=common.non_negative_int, default=1000,
-                          help="resamples for the AUROC CI (0 = none)")
+    evaluate.add_argument("--n-bootstrap", type=common.bootstrap_count, default=1000,
+                          help=f"resamples for the AUROC CI (0 = none, else at least {common.MIN_BOOTSTRAP})")
     common.format_flag(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .base import (SPLITS, BadItems, DataError, DatasetInfo, DataSplits, MedicalDataset,
                    positives_per_label)
+from .duplicates import find_duplicates, members_of
 from .fractions import check_fraction, fraction_indices
 from .sources import SOURCES
 from .sources.base import SourceData, SplitData
@@ -23,7 +24,7 @@ __all__ = ["load_dataset", "DataError", "DatasetInfo", "DataSplits", "MedicalDat
 
 def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = None,
                  fraction: float = 1.0, fraction_seed: int = 0, skip_bad: bool = False,
-                 verify: Verify = "exists") -> DataSplits:
+                 verify: Verify = "exists", allow_overlap: bool = False) -> DataSplits:
     """Read a dataset spec into train/val/test splits with ``fraction`` of the training labels.
 
     When the source ships a fixed subset for the fraction (MED-PEFT's ``train_1.txt``,
@@ -33,6 +34,8 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     image) or ``none``. ``skip_bad`` leaves out bad list lines and bad images with one
     warning, and turns ``exists`` into ``decode``: a corrupt image is only found by decoding
     it, and must be left out before training starts (``none`` still checks no files).
+    The same image in two splits (by path or content) is an error unless ``allow_overlap``,
+    one path with two labels always is (:mod:`medpeft.data.duplicates`).
     """
     fraction = check_fraction(fraction)
     verify = effective_level(verify, skip_bad)
@@ -56,6 +59,9 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     for name, split in [*splits.items(), *([("train", fixed)] if fixed is not None else [])]:
         if len(split.labels) == 0:
             raise DataError(f"{spec.text}: the {name} split ({split.origin}) is empty")
+    members = members_of(splits, {} if fixed is None else {os.path.basename(fixed.origin): fixed})
+    duplicates = find_duplicates(members, allow_overlap=allow_overlap, expected=data.expected_duplicates,
+                                 context=spec.text)
 
     info = DatasetInfo(name=data.name, task=data.task, label_names=tuple(data.label_names),
                        split_sizes={s: len(splits[s].labels) for s in SPLITS if s in splits},
@@ -76,7 +82,8 @@ def load_dataset(spec: str | DataSpec, *, data_root: str | os.PathLike | None = 
     val, test = (_dataset(splits[s], info, s) for s in ("val", "test"))
     return DataSplits(info, train, val, test, fraction, note,
                       full_train_size=info.split_sizes.get("train", 0),
-                      skipped=list(data.skipped) + bad.items, notes=list(data.notes))
+                      skipped=list(data.skipped) + bad.items, notes=list(data.notes),
+                      duplicates=duplicates)
 
 
 def _dataset(split: SplitData, info: DatasetInfo, name: str) -> MedicalDataset:

@@ -84,11 +84,13 @@ class ImageStore(Protocol):
 class ArrayImages:
     """uint8 images held in memory (MedMNIST, synthetic data): (N, H, W) or (N, H, W, C)."""
 
-    def __init__(self, array: np.ndarray, origin: str):
+    def __init__(self, array: np.ndarray, origin: str, cache_key: tuple | None = None):
         if array.dtype != np.uint8 or array.ndim not in (3, 4):
             raise DataError(f"{origin}: expected uint8 images (N,H,W[,C]), got {array.dtype} {array.shape}")
         self.array = array
         self.origin = origin
+        self.cache_key = cache_key  # names these exact arrays across loads (file, size, mtime, split)
+        self.digests: list[bytes] | None = None  # content digests, once computed (data/duplicates.py)
 
     def __len__(self) -> int:
         return len(self.array)
@@ -100,7 +102,10 @@ class ArrayImages:
         return f"{self.origin}[{index}]"
 
     def subset(self, indices: Sequence[int]) -> "ArrayImages":
-        return ArrayImages(self.array[np.asarray(indices, dtype=np.int64)], self.origin)
+        indices = np.asarray(indices, dtype=np.int64)
+        subset = ArrayImages(self.array[indices], self.origin)
+        subset.digests = None if self.digests is None else [self.digests[i] for i in indices]
+        return subset
 
 
 #: what to do about an image that fails to decode during training, by whether it decoded at load
@@ -116,7 +121,9 @@ class FileImages:
     """Image files decoded on access; ``origins[i]`` says which list file and line named it.
 
     ``decoded`` records that every file decoded once when the dataset was loaded (``verify=
-    "decode"``, implied by ``skip_bad``), which changes the advice a later failure gives.
+    "decode"``, implied by ``skip_bad``), which changes the advice a later failure gives;
+    ``digests`` then holds each image's pixel digest (data/duplicates.py). ``checked``: every
+    file was found at load (``verify`` other than ``none``).
     """
 
     def __init__(self, paths: Sequence, origins: Sequence[str], decoded: bool = False):
@@ -125,6 +132,8 @@ class FileImages:
         self.paths = list(paths)
         self.origins = list(origins)
         self.decoded = decoded
+        self.checked = decoded
+        self.digests: list[bytes] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -140,8 +149,11 @@ class FileImages:
         return f"{self.paths[index]} (listed at {self.origins[index]})"
 
     def subset(self, indices: Sequence[int]) -> "FileImages":
-        return FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices],
-                          self.decoded)
+        subset = FileImages([self.paths[i] for i in indices], [self.origins[i] for i in indices],
+                            self.decoded)
+        subset.checked = self.checked
+        subset.digests = None if self.digests is None else [self.digests[i] for i in indices]
+        return subset
 
 
 class MedicalDataset(Dataset):
@@ -210,6 +222,7 @@ class DataSplits:
     full_train_size: int = 0
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. rows dropped by drop=, files excluded
+    duplicates: object = None  # data/duplicates.py Duplicates: what was counted at load (None: not checked)
 
     def split(self, name: str) -> MedicalDataset:
         if name not in SPLITS:
@@ -219,7 +232,7 @@ class DataSplits:
     def with_transforms(self, train, evaluation) -> "DataSplits":
         return DataSplits(self.info, self.train.with_transform(train), self.val.with_transform(evaluation),
                           self.test.with_transform(evaluation), self.fraction, self.subset_note,
-                          self.full_train_size, self.skipped, self.notes)
+                          self.full_train_size, self.skipped, self.notes, self.duplicates)
 
 
 class BadItems:

@@ -47,15 +47,16 @@ class PooledImages:
 
 def load_pooled(specs: Sequence[str], wrap: Callable[[DataSplits], tuple[Dataset, Dataset]], val_images: int, *,
                 data_root: str | os.PathLike | None = None, skip_bad: bool = False, fraction: float = 1.0,
-                fraction_seed: int = 0, same_channels: bool = False) -> PooledImages:
+                fraction_seed: int = 0, same_channels: bool = False, allow_overlap: bool = False) -> PooledImages:
     """The specs' training images pooled, and a fixed set of their validation images, through
-    ``wrap(splits) -> (training dataset, validation dataset)``."""
+    ``wrap(splits) -> (training dataset, validation dataset)``; ``allow_overlap`` as for
+    :func:`medpeft.data.load_dataset`."""
     if not specs:
         raise DataError("give at least one dataset spec (--data)")
     trains, vals, loaded = [], [], []
     for spec in specs:
         splits = load_dataset(spec, data_root=data_root, fraction=fraction, fraction_seed=fraction_seed,
-                              skip_bad=skip_bad)
+                              skip_bad=skip_bad, allow_overlap=allow_overlap)
         if len(splits.train) == 0:
             raise DataError(f"{spec}: no training images to pool")
         train, val = wrap(splits)

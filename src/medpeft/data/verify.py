@@ -9,6 +9,8 @@ corrupt files and images over the size limit, at the cost of one full read of th
 ``none`` checks nothing. ``skip_bad`` raises ``exists`` (the default) to ``decode``: a corrupt
 file is only found by decoding it, and an item that is to be left out has to be found before
 training starts (:func:`effective_level`). An explicit ``none`` stays ``none``.
+Decoding also records each image's pixel digest, for the duplicate check of
+:mod:`medpeft.data.duplicates`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from .base import BadItems, DataError, FileImages
+from .duplicates import pixel_digest
 from .sources.base import SplitData
 
 Verify = Literal["none", "exists", "decode"]
@@ -33,17 +36,18 @@ def effective_level(level: Verify, skip_bad: bool) -> Verify:
     return "decode" if skip_bad and level == "exists" else level
 
 
-def _problem(path: str, level: Verify) -> str | None:
+def _problem(path: str, level: Verify) -> tuple[str | None, bytes | None]:
+    """(what is wrong with the file or None, its pixel digest when decoded)."""
     from .decode import read_image  # decoding libraries load only when files are read
 
     if not os.path.isfile(path):
-        return "image file not found"
+        return "image file not found", None
     if level == "decode":
         try:
-            read_image(path)
+            return None, pixel_digest(read_image(path))
         except DataError as err:
-            return str(err).removeprefix(f"{Path(path)}: ")  # describe() names the path
-    return None
+            return str(err).removeprefix(f"{Path(path)}: "), None  # describe() names the path
+    return None, None
 
 
 def verify_split(split: SplitData, level: Verify, bad: BadItems) -> SplitData:
@@ -57,12 +61,14 @@ def verify_split(split: SplitData, level: Verify, bad: BadItems) -> SplitData:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = list(pool.map(lambda path: _problem(path, level), images.paths))
     keep = []
-    for index, problem in enumerate(problems):
+    for index, (problem, _) in enumerate(problems):
         if problem is None:
             keep.append(index)
         else:
             bad.report(images.describe(index), problem)
     keep = np.asarray(keep, dtype=np.int64)
     kept = images.subset(keep)
-    kept.decoded = level == "decode"
+    kept.decoded, kept.checked = level == "decode", True
+    if level == "decode":  # hashed while decoding: the content check of data/duplicates.py is free
+        kept.digests = [problems[i][1] for i in keep]
     return split.subset(keep, kept)

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..serialization import atomic_save_tensors, atomic_write_text
+from ..serialization import atomic_save_tensors, atomic_write_text, dumps_json
 from ..data.transforms import per_channel
 from ..methods import apply_method, create_method, read_adapter_config
 from ..models import BackboneConfig, create_backbone, timm_model_args
@@ -63,6 +63,9 @@ def export_run(run_dir, out_dir=None) -> Export:
     ``<run>/export``) and check that it computes what the adapted model computes."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the export is a folder (model.safetensors + config.json): "
+                         "give a folder name")
     adapter = read_adapter_config(run_dir)
     model, method, config = load_run_model(run_dir)
     if not config.backbone.is_resolved():  # runs save resolved configs; hand-written ones may not
@@ -130,7 +133,7 @@ def _write(out: Path, model: nn.Module, card: dict) -> None:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     weights = out / EXPORT_WEIGHTS
     atomic_save_tensors(weights, state)
-    atomic_write_text(out / EXPORT_CONFIG, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out / EXPORT_CONFIG, dumps_json(card, indent=2) + "\n")
 
 
 def read_export_card(path) -> dict:

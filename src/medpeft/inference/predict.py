@@ -5,7 +5,10 @@ DICOM, the same pixel limit) and put through the run's evaluation transform (its
 and statistics), so a PNG of a test image gets the probability ``medpeft eval`` computed for it.
 Decisions use the run's validation thresholds (:class:`RunOutputs`). Folders are searched
 recursively for image files by suffix, and for suffix-less files (DICOM exports often have
-none). A file that cannot be read is listed with the reason and skipped; the batch goes on.
+none). Every input left out is listed with the reason — a file that cannot be read, a file of
+another suffix, a hidden file or folder, a dangling symbolic link — and the batch goes on.
+``--out`` is a CSV file written atomically: a folder there is refused before any work, and a
+write that fails leaves no temporary file.
 
 Why here and not in ``serve``: this is scoring a saved run on new data, what ``eval`` does on a
 split; ``serve`` builds on it (same :class:`RunPredictor` steps, same :class:`RunOutputs`), and
@@ -92,26 +95,49 @@ class RunPredictor:
         return heat, name, [self.outputs.columns[t] for t in targets]
 
 
+DANGLING = "a symbolic link whose target does not exist"
+
+
 def gather_images(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
     """(image files in the order given, folders sorted and searched recursively; (input, problem) for
-    inputs that do not exist). In folders: files with an image suffix or none; hidden files skipped."""
+    every input or folder entry left out). In folders: files with an image suffix or none; hidden
+    files and folders, other suffixes and dangling links are listed as skipped."""
     files, problems = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and not _hidden(p.relative_to(item))
-                           and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix))
+            found = _search(item, problems)
             if not found:
                 problems.append((str(item), "folder holds no image files"))
             files += found
         elif item.is_file():
             files.append(item)
         else:
-            problems.append((str(item), "not found"))
+            problems.append((str(item), DANGLING if item.is_symlink() else "not found"))
     return files, problems
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+def _search(folder: Path, problems: list[tuple[str, str]]) -> list[Path]:
+    """The image files under ``folder``, sorted; what is left out goes to ``problems``."""
+    found = []
+    for root, folders, names in os.walk(folder, followlinks=True):  # as rglob did
+        base = Path(root)
+        for name in sorted(folders):
+            if name.startswith("."):
+                problems.append((str(base / name), "hidden folder, not searched"))
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in names:
+            path = base / name
+            if name.startswith("."):
+                problems.append((str(path), "hidden file"))
+            elif not path.exists():
+                problems.append((str(path), DANGLING))
+            elif not path.is_file():
+                problems.append((str(path), "not a regular file"))
+            elif path.suffix and path.suffix.lower() not in IMAGE_SUFFIXES:
+                problems.append((str(path), f"suffix {path.suffix} is not an image type ({' '.join(IMAGE_SUFFIXES)})"))
+            else:
+                found.append(path)
+    return sorted(found)
 
 
 @dataclass
@@ -129,6 +155,8 @@ def predict_files(run_dir, inputs: list[str | os.PathLike], out, config: Predict
     config = config or PredictConfig()
     console = console or Console(quiet=True)
     out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
     files, skipped = gather_images(inputs)
     if not files:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}"
@@ -197,11 +225,12 @@ class _PredictionWriter:
         return self.heatmaps / name
 
     def __exit__(self, kind, *exc):
-        self.handle.close()
-        if kind is None:
-            os.replace(self.tmp, self.out)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        try:
+            self.handle.close()  # flushes: a full disk may show only here
+            if kind is None:
+                os.replace(self.tmp, self.out)
+        finally:
+            self.tmp.unlink(missing_ok=True)  # gone after the rename; removed after any failure
 
 
 def _chunks(items: list, size: int):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import warnings
 from abc import ABC, abstractmethod
@@ -38,6 +37,7 @@ from ..registry import Registry
 from ..serialization import (
     atomic_save_tensors,
     atomic_write_text,
+    dumps_json,
     from_dict,
     load_json,
     to_dict,
@@ -294,7 +294,7 @@ def save_adapter(model: nn.Module, method: Method, directory: str | Path, extra:
               "base_fingerprint": base_fingerprint(model, state), **(extra or {})}
     weights = directory / ADAPTER_WEIGHTS
     atomic_save_tensors(weights, state)
-    atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(directory / ADAPTER_CONFIG, dumps_json(config, indent=2) + "\n")
 
 
 def read_adapter_config(directory: str | Path) -> dict:

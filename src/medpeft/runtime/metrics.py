@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
 from .auroc import columns_of, weighted_macro_auroc
+from .step import TrainingDiverged
 
 
 def _one_hot_or_binary(labels: np.ndarray, task: str, num_columns: int) -> np.ndarray:
@@ -131,7 +132,7 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, task: str, column_na
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or inf; the model diverged")
+        raise TrainingDiverged("scores contain NaN or inf; the model diverged")
     per_label = per_label_auroc(scores, labels, task)
     names = list(column_names)
     predicted = decisions(scores, task)
@@ -221,18 +222,28 @@ def bootstrap_ci(scores: np.ndarray, labels: np.ndarray, task: str, n_bootstrap:
     return [float(low), float(high)]
 
 
+MIN_SUBGROUP = 10  # images a subgroup needs to be scored (a 2-image group would get AUROC 1.0, CI [1.0, 1.0])
+
+
 def subgroup_metrics(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, task: str, column_names, *,
                      column: str, thresholds: dict[str, float] | None = None, n_bootstrap: int = 0,
                      seed: int = 0) -> dict:
     """The metrics of every subgroup of a split (e.g. patient sex, Fitzpatrick skin type), each
     with its bootstrap CI, and the largest AUROC gap between two subgroups — the bias check
-    Dutt et al. leave open. ``groups`` (N,) holds each item's subgroup value ("" = missing)."""
+    Dutt et al. leave open. ``groups`` (N,) holds each item's subgroup value ("" = missing). A
+    subgroup of fewer than ``MIN_SUBGROUP`` images reports its ``n``, AUROC NaN (``null`` in
+    ``metrics.json``) and a ``note``; one whose labels have one class has AUROC NaN and no CI (as
+    ``compute_metrics`` gives); neither counts towards the gap."""
     groups = np.asarray(groups).astype(str)
     if len(groups) != len(labels):
         raise ValueError(f"subgroups: {len(groups)} values for {len(labels)} items")
     per_group = {}
     for value in sorted(set(groups.tolist())):
         index = np.flatnonzero(groups == value)
+        if len(index) < MIN_SUBGROUP:  # too few to score: its n, and no AUROC or CI
+            per_group[value or "(missing)"] = {"auroc": math.nan, "n": int(len(index)),
+                                               "note": f"fewer than {MIN_SUBGROUP} images: not scored"}
+            continue
         part = compute_metrics(scores[index], labels[index], task, column_names, n_bootstrap=n_bootstrap,
                                seed=seed, thresholds=thresholds)
         per_group[value or "(missing)"] = {key: part[key] for key in (

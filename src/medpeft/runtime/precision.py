@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..serialization import atomic_write_text
+from ..serialization import atomic_write_text, dumps_json
 from ..models.cache import cache_root
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -110,7 +110,7 @@ def probe_bf16_speedup(size: int = 1024, repeats: int = 3) -> float:
     known[key] = ratio
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(known, indent=1) + "\n")
+        atomic_write_text(path, dumps_json(known, indent=1) + "\n")
     return ratio
 
 

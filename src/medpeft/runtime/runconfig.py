@@ -35,6 +35,7 @@ class DataConfig:
     augment: str = "none"  # training augmentation: none | light | flip
     val_fraction: str | float | None = None  # validation sized to the budget: unset = all; (0, 1]; match = fraction (nested, by fraction_seed)
     val_min_per_class: int = 5  # val_fraction floor: this many of each class (multi-label: positives per finding), or all
+    allow_overlap: bool = False  # the same image (path or pixels) in two splits: a warning instead of an error
 
     def __post_init__(self):
         check_fraction(self.fraction)

@@ -10,7 +10,12 @@ Safety rules, enforced by :meth:`RunDir.start` while the caller holds :meth:`Run
   the kernel when the process dies, so a SIGKILL leaves no stale lock);
 - a finished run is never overwritten, and an unfinished one is never silently restarted;
 - a checkpoint resumes only under the config it was made with: it carries a digest of that
-  config, checked against ``config.yaml`` and the new config.
+  config, checked against ``config.yaml`` and the new config;
+- a fresh start begins a fresh ``log.txt`` (a start that failed before its first checkpoint, e.g.
+  on data found bad, leaves a log the next run does not append to).
+
+A write that fails (disk full, read-only) raises an ``OSError`` naming the file and leaves no
+temporary file; the checkpoint already on disk stays (``serialization.atomic_write``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -27,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from ..serialization import load_json, load_yaml, save_json, save_yaml
+from ..serialization import atomic_write, load_json, load_yaml, save_json, save_yaml
 
 try:
     import fcntl
@@ -38,6 +44,22 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 LOG = "log.txt"
 LAST_CHECKPOINT = "checkpoint-last.pt"
+
+
+# metrics.json keys whose value (or whose values, in a list or mapping) are numbers, NaN when undefined
+NUMBER_KEYS = frozenset({"auroc", "auroc_ci95", "auroc_per_label", "auroc_gap", "acc", "f1_macro",
+                         "acc_at_val_threshold", "f1_macro_at_val_threshold", "thresholds", "val_auroc",
+                         "val_acc", "train_loss", "val_loss", "lr"})
+
+
+def metrics_from_json(values, numeric: bool = False):
+    """Metrics as read from strict JSON, with ``null`` under a :data:`NUMBER_KEYS` key back to NaN
+    (so readers compare and format them as the NaN they were when written)."""
+    if isinstance(values, dict):
+        return {key: metrics_from_json(item, numeric or key in NUMBER_KEYS) for key, item in values.items()}
+    if isinstance(values, list):
+        return [metrics_from_json(item, numeric) for item in values]
+    return math.nan if numeric and values is None else values
 
 
 class RunInUse(ValueError):
@@ -133,6 +155,8 @@ class RunDir:
                 self.save_checkpoint({k: v for k, v in state.items() if k != "config_digest"}, config,
                                      may_change)
                 state["config_digest"] = digest
+        else:  # a fresh start: a log left by a start that failed before its first checkpoint is not this run's
+            (self.path / LOG).unlink(missing_ok=True)
         self.save_config(config)
         return state
 
@@ -160,10 +184,11 @@ class RunDir:
         save_json(self.path / METRICS, metrics)
 
     def load_metrics(self) -> dict:
+        """``metrics.json``, with the metrics written as ``null`` (strict JSON for NaN) read back as NaN."""
         path = self.path / METRICS
         if not path.is_file():
             raise FileNotFoundError(f"{self.path}: no {METRICS} (the run has not finished)")
-        return load_json(path, "metrics file")
+        return metrics_from_json(load_json(path, "metrics file"))
 
     def log(self, line: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -173,10 +198,8 @@ class RunDir:
 
     def save_checkpoint(self, state: dict, config: dict, may_change: tuple[str, ...] = ("epochs",)) -> None:
         """Write ``checkpoint-last.pt`` atomically, stamped with the digest of ``config``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name(f".{LAST_CHECKPOINT}.tmp")
-        torch.save({**state, "config_digest": config_digest(config, may_change)}, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        stamped = {**state, "config_digest": config_digest(config, may_change)}
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(stamped, tmp))  # a failed write keeps the last
 
     def load_checkpoint(self) -> dict | None:
         """The last checkpoint, or None; a file that cannot be read safely is a clear error."""

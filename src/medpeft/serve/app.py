@@ -10,10 +10,16 @@
                                         adds the heatmap overlay and the image as the model saw it
 
 Every failure is a JSON ``{"error": message}`` with a 4xx status that says whose it is: 400 a
-body without an image, 401 a missing or wrong API key, 404 an unknown model, 413 an upload over
-``--max-upload-mb`` or an image over ``--max-pixels`` (refused from its header, before decoding:
-decompression bombs), 415 bytes in no image format medpeft reads, 422 an image that cannot be
-decoded (truncated, corrupt), 503 a full queue. A 500 is a bug.
+body without an image, 401 a missing or wrong API key, 404 an unknown model, 408 a body that did
+not arrive within ``--body-timeout-s``, 413 an upload over ``--max-upload-mb`` or an image over
+``--max-pixels`` (refused from its header, before decoding: decompression bombs), 415 bytes in no
+image format medpeft reads, 422 an image that cannot be decoded (truncated, corrupt), 503 a full
+queue or uploads in flight over ``--max-inflight-mb``. A client that disconnects mid-body is
+counted as 499 and logged in one line. A 500 is a bug.
+
+Memory is bounded whatever is uploaded: bodies by ``--max-inflight-mb`` in total, decoding by
+``--max-pixels`` per image and ``--max-decodes`` at once (an asyncio semaphore); after decoding
+only the model's input (and, for ``explain``, the picture at the model's size) is kept.
 
 With an API key (``$MEDPEFT_API_KEY``), every route but ``/``, ``/health`` and the page's own
 files needs it, as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. Uploads stay in
@@ -21,6 +27,7 @@ memory (:mod:`medpeft.serve.upload`) unless ``save_uploads`` names a folder.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -28,6 +35,7 @@ import io
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -45,11 +53,24 @@ from ..data.decode import decode_image
 from ..inference.explain import display_image, overlay
 from .batcher import Batcher, Overloaded
 from .config import ServeConfig
+from .inputs import input_warnings, read_header
 from .pool import AdapterPool, ServedRun
 from .stats import Stats
-from .upload import Upload, UploadError, read_upload
+from .upload import CLIENT_GONE, BytesInFlight, Held, Upload, UploadError, read_upload
 
 log = logging.getLogger("medpeft.serve")
+
+
+@dataclass
+class Prepared:
+    """What a request keeps after decoding: the model's input, not the full-size image."""
+
+    inputs: torch.Tensor  # (3, S, S)
+    height: int
+    width: int
+    scaling: str
+    warnings: list[str]
+    view: np.ndarray | None  # the image at the model's size (S, S, 3), for explain
 
 
 class ApiError(Exception):
@@ -73,6 +94,8 @@ def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: st
     app = FastAPI(title="medpeft", summary="PEFT runs over one backbone", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # the docs pages load scripts from a CDN
     app.state.pool, app.state.stats, app.state.batcher = pool, stats, batcher
+    inflight = app.state.inflight = BytesInFlight(config.max_inflight_bytes)
+    decodes = asyncio.Semaphore(config.max_decodes)
     _error_handlers(app)
     guard = Depends(_key_check(api_key))
 
@@ -93,7 +116,9 @@ def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: st
     @app.get("/v1/models", dependencies=[guard])
     def list_models():
         return {"models": [run.describe() for run in pool.runs.values()], "memory": pool.memory(),
-                "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": _pixel_limit()}}
+                "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": _pixel_limit(config),
+                           "max_decodes": config.max_decodes, "max_inflight_bytes": config.max_inflight_bytes,
+                           "body_timeout_s": config.body_timeout_s}}
 
     @app.get("/v1/models/{name}", dependencies=[guard])
     def one_model(name: str):
@@ -104,22 +129,32 @@ def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: st
         start, status = time.perf_counter(), 500
         try:
             run = _served(pool, name)
-            upload = await _read(request, config)
-            if config.save_uploads:
-                await run_in_threadpool(_save, upload, Path(config.save_uploads))
-            image, inputs = await run_in_threadpool(_prepare, run, upload)
+            with inflight.hold() as held:
+                upload = await _read(request, config, held)
+                if config.save_uploads:
+                    await run_in_threadpool(_save, upload, Path(config.save_uploads))
+                async with decodes:  # at most max_decodes images are being decoded at once
+                    prepared = await run_in_threadpool(_prepare, run, upload, config, explain)
+                filename = upload.filename
+                del upload  # the body's bytes go now, not when the answer is sent
             try:
-                scores = await batcher.submit(name, inputs)
+                scores = await batcher.submit(name, prepared.inputs)
             except Overloaded as err:
                 raise ApiError(503, str(err), {"Retry-After": "1"}) from None
             answer = {"model": name, **run.predictor.outputs.record(scores),
-                      "image": {"name": upload.filename, "height": image.shape[0], "width": image.shape[1]}}
+                      "image": {"name": filename, "height": prepared.height, "width": prepared.width,
+                                "scaling": prepared.scaling},
+                      "warnings": prepared.warnings}
             if explain:
-                answer["explanation"] = await batcher.run_alone(_explain, run, inputs, scores, image)
+                answer["explanation"] = await batcher.run_alone(_explain, run, prepared.inputs, scores, prepared.view)
             status = 200
             return answer
         except ApiError as err:
             status = err.status
+            if status == CLIENT_GONE:
+                client = request.client.host if request.client else "?"
+                log.warning("client %s went away: %s (%s %s; counted as 499)", client, err.message,
+                            request.method, request.url.path)
             raise
         finally:
             stats.request(name if name in pool.runs else "", status, time.perf_counter() - start)
@@ -134,15 +169,24 @@ def _served(pool: AdapterPool, name: str) -> ServedRun:
     return pool.runs[name]
 
 
-async def _read(request: Request, config: ServeConfig) -> Upload:
+async def _read(request: Request, config: ServeConfig, held: Held) -> Upload:
     try:
-        return await read_upload(request, config.max_upload_bytes)
+        return await read_upload(request, config.max_upload_bytes, held, config.body_timeout_s)
     except UploadError as err:
-        raise ApiError(err.status, str(err)) from None
+        raise ApiError(err.status, str(err), err.headers) from None
 
 
-def _prepare(run: ServedRun, upload: Upload) -> tuple[np.ndarray, torch.Tensor]:
-    """Decode as training does (pixel limit checked before decoding), then the run's transform."""
+def _prepare(run: ServedRun, upload: Upload, config: ServeConfig, explain: bool) -> Prepared:
+    """Decode as training does (the serving pixel limit checked on the header first), then the
+    run's transform; keeps only what the answer needs."""
+    header = read_header(upload.data, upload.filename)
+    limit = config.max_pixels
+    if header is not None and limit is not None and header.width * header.height > limit:
+        size = run.predictor.config.backbone.img_size
+        raise ApiError(413, f"{upload.filename}: the image is {header.width}x{header.height} = "
+                            f"{header.width * header.height:,} pixels, above this server's limit of {limit:,} "
+                            f"(medpeft serve --max-pixels), so it was not decoded; the model looks at "
+                            f"{size}x{size} pixels: downscale the image before sending it")
     try:
         image = decode_image(upload.data, upload.filename)
     except ImageTooLarge as err:
@@ -151,12 +195,15 @@ def _prepare(run: ServedRun, upload: Upload) -> tuple[np.ndarray, torch.Tensor]:
         raise ApiError(415, str(err)) from None
     except DataError as err:
         raise ApiError(422, str(err)) from None
-    return image, run.predictor.prepare(image)
+    img_size = run.predictor.config.backbone.img_size
+    warnings = input_warnings(image, run.reference, img_size)
+    view = display_image(image, img_size) if explain else None
+    return Prepared(run.predictor.prepare(image), image.shape[0], image.shape[1],
+                    header.scaling if header else "unknown", warnings, view)
 
 
-def _explain(run: ServedRun, inputs: torch.Tensor, scores: np.ndarray, image: np.ndarray) -> dict:
+def _explain(run: ServedRun, inputs: torch.Tensor, scores: np.ndarray, view: np.ndarray) -> dict:
     heat, explainer, targets = run.predictor.heatmaps(inputs[None], scores[None])
-    view = display_image(image, run.predictor.config.backbone.img_size)
     return {"method": explainer, "of": "all labels" if explainer == "attention rollout" else targets[0],
             "overlay": _png_data_url(overlay(view, heat[0])),
             "image": _png_data_url(Image.fromarray(np.round(view * 255).astype(np.uint8)))}
@@ -176,10 +223,11 @@ def _save(upload: Upload, folder: Path) -> None:
     (folder / f"{hashlib.sha256(upload.data).hexdigest()}{suffix}").write_bytes(upload.data)
 
 
-def _pixel_limit() -> int | None:
+def _pixel_limit(config: ServeConfig) -> int | None:
     from ..data.decode import max_image_pixels
 
-    return max_image_pixels()
+    limits = [limit for limit in (config.max_pixels, max_image_pixels()) if limit is not None]
+    return min(limits) if limits else None
 
 
 def _key_check(api_key: str | None):

@@ -39,6 +39,7 @@ from ..methods._base import base_fingerprint
 from ..models import create_backbone, family_of
 from ..models.backbones import head_names
 from ..runtime import RunConfig, RunDir, build_base, probabilities, resolve_device
+from .inputs import training_reference
 from .mixed import MIXERS, MixedTrunk
 
 PEFT_BASE_LAYER = ".base_layer."  # HF peft renames a wrapped module's own tensors (methods/_peft.py)
@@ -54,6 +55,7 @@ class ServedRun:
     trainable_params: int  # what the run adds to its base (adapter + head)
     total_params: int
     trunk: str | None = None  # key of the shared forward pass (MixedTrunk) it is scored in, if any
+    reference: dict | None = None  # its training images' statistics (serve/inputs.py), if readable here
 
     @property
     def model(self) -> nn.Module:
@@ -65,7 +67,20 @@ class ServedRun:
                 "backbone": {"name": backbone.name, "img_size": backbone.img_size, "patch_size": backbone.patch_size,
                              "checkpoint": backbone.checkpoint, "family": family_of(self.model)},
                 "base": self.base[:12], "trainable_params": self.trainable_params, "total_params": self.total_params,
-                "batching": "per-sample" if self.trunk else "per-adapter"}
+                "batching": "per-sample" if self.trunk else "per-adapter", "card": self.card()}
+
+    def card(self) -> dict:
+        """What the run is: task, labels, its test AUROC with the 95% CI, its training data."""
+        try:
+            metrics = json.loads((self.path / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        test = metrics.get("test") or {}
+        data = self.predictor.config.data
+        return {"task": self.predictor.outputs.task, "labels": list(self.predictor.outputs.columns),
+                "test": {"auroc": test.get("auroc"), "auroc_ci95": test.get("auroc_ci95"), "n": test.get("n")},
+                "training_data": {"spec": data.spec, "fraction": data.fraction, "images": metrics.get("train_size")},
+                "input_reference": self.reference}
 
 
 def run_names(runs: list[str]) -> dict[str, Path]:
@@ -92,11 +107,19 @@ class AdapterPool:
 
     @classmethod
     def load(cls, runs: dict[str, str | os.PathLike], *, share_base: bool = True, mix: bool = True,
-             device: str = "auto") -> "AdapterPool":
+             device: str = "auto", check_inputs: bool = True) -> "AdapterPool":
         device = resolve_device(device)
         bases = _Bases(device)
         served = {name: (_load_shared(name, Path(path), bases, device) if share_base
                          else _load_full(name, Path(path), device)) for name, path in runs.items()}
+        if check_inputs:  # each distinct training set measured once
+            references: dict[str, dict | None] = {}
+            for run in served.values():
+                data = run.predictor.config.data
+                key = json.dumps([data.spec, data.data_root])
+                if key not in references:
+                    references[key] = training_reference(run.predictor.config)
+                run.reference = references[key]
         trunks = _mixed_trunks(served, bases) if share_base and mix else {}
         bases.forget_recipes()
         return cls(served, trunks, device)

@@ -12,7 +12,6 @@ import os
 import torch
 from rich.console import Console
 
-from ..data.decode import set_max_image_pixels
 from ..table import Table
 from .config import ServeConfig
 from .pool import AdapterPool, run_names
@@ -24,10 +23,10 @@ def load_pool(runs: list[str], config: ServeConfig) -> AdapterPool:
     """The runs named ``name=dir`` or by their folder, loaded as ``config`` says (one base per group)."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    if config.max_pixels is not None:
-        set_max_image_pixels(config.max_pixels)  # the process's one limit (data.decode), also Pillow's
+    # config.max_pixels is checked by the app on each upload's header (serve/app.py _prepare), with a
+    # message about --max-pixels; the process-wide limit (data.decode) stays a backstop above it
     return AdapterPool.load(run_names(runs), share_base=config.share_base, mix=config.mix_adapters,
-                            device=config.device)
+                            device=config.device, check_inputs=config.check_inputs)
 
 
 def models_table(pool: AdapterPool) -> Table:

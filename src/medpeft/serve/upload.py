@@ -9,24 +9,76 @@ than the limit; a declared ``Content-Length`` above it is refused before reading
 Forms are parsed here with python-multipart's streaming parser into memory, not through
 Starlette's ``request.form()``, whose parts roll over to temporary files above 1 MB: nothing
 uploaded is written to disk unless ``--save-uploads`` asks for it.
+
+Bounded in time and in total, too: all requests' bodies together may hold at most
+``max_inflight_mb`` (:class:`BytesInFlight`; a declared ``Content-Length`` is reserved before
+reading, so 40 clients that declare 20 MB and stall cannot park 800 MB: beyond the budget they
+get 503 with ``Retry-After``); a body must arrive within ``body_timeout_s`` (408, and its bytes
+are let go); a client that disconnects mid-body is a 499 (:class:`UploadError` with status 499),
+never a server error.
 """
 from __future__ import annotations
 
+import asyncio
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 FORM_FIELD = "file"
 FORM_OVERHEAD = 64 * 1024  # room for a form's boundaries and part headers beyond the file itself
 
 
-class UploadError(Exception):
-    """A request whose body cannot be used: ``status`` is the HTTP answer (400, 413, 415)."""
+CLIENT_GONE = 499  # nginx's code for "the client closed the connection before the answer"
 
-    def __init__(self, status: int, message: str):
+
+class UploadError(Exception):
+    """A request whose body cannot be used: ``status`` is the HTTP answer (400, 408, 413, 499, 503)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
+
+
+class BytesInFlight:
+    """The bytes all request bodies may hold at once; each request reserves through its :class:`Held`.
+
+    Used from the event loop only (one thread), so a plain counter is enough."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    @contextmanager
+    def hold(self):
+        held = Held(self)
+        try:
+            yield held
+        finally:
+            held.release()
+
+
+class Held:
+    """One request's share of :class:`BytesInFlight`."""
+
+    def __init__(self, budget: BytesInFlight):
+        self.budget, self.bytes = budget, 0
+
+    def reserve(self, total: int) -> None:
+        """Hold ``total`` bytes for this request (503 with Retry-After when the budget has no room)."""
+        extra = total - self.bytes
+        if extra <= 0:
+            return
+        if self.budget.held + extra > self.budget.limit:
+            raise UploadError(503, f"the server holds {self.budget.held:,} bytes of uploads in flight and "
+                                   f"{extra:,} more would pass its limit of {self.budget.limit:,} "
+                                   "(medpeft serve --max-inflight-mb); retry shortly", {"Retry-After": "1"})
+        self.budget.held += extra
+        self.bytes = total
+
+    def release(self) -> None:
+        self.budget.held -= self.bytes
+        self.bytes = 0
 
 
 @dataclass
@@ -36,12 +88,13 @@ class Upload:
     content_type: str
 
 
-async def read_upload(request: Request, limit: int) -> Upload:
-    """The image in ``request``'s body (raw or a multipart form), at most ``limit`` bytes."""
+async def read_upload(request: Request, limit: int, held: Held | None = None, timeout: float | None = None) -> Upload:
+    """The image in ``request``'s body (raw or a multipart form), at most ``limit`` bytes, reserved
+    in ``held`` as it arrives, the whole body within ``timeout`` seconds."""
     content_type = request.headers.get("content-type", "application/octet-stream")
     kind, options = parse_options_header(content_type)
     is_form = kind == b"multipart/form-data"
-    body = await _read_body(request, limit + (FORM_OVERHEAD if is_form else 0), limit)
+    body = await _read_body(request, limit + (FORM_OVERHEAD if is_form else 0), limit, held, timeout)
     if not is_form:
         name = request.headers.get("x-filename") or "upload"
         return Upload(_checked(body, limit), _safe_name(name), content_type)
@@ -56,15 +109,36 @@ async def read_upload(request: Request, limit: int) -> Upload:
     return Upload(_checked(part.data, limit), _safe_name(part.filename or "upload"), part.content_type)
 
 
-async def _read_body(request: Request, cap: int, limit: int) -> bytes:
+async def _read_body(request: Request, cap: int, limit: int, held: Held | None, timeout: float | None) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise UploadError(413, _too_large(int(declared), limit))
+    if held is not None and declared and declared.isdigit():
+        held.reserve(int(declared))
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            if deadline is None:
+                chunk = await stream.__anext__()
+            else:
+                chunk = await asyncio.wait_for(stream.__anext__(), max(deadline - loop.time(), 0.0))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise UploadError(408, f"the request body did not arrive within {timeout:g} s ({size:,} of "
+                                   f"{declared + ' declared' if declared else 'an unknown number of'} bytes "
+                                   "received; medpeft serve --body-timeout-s)") from None
+        except ClientDisconnect:
+            raise UploadError(CLIENT_GONE, f"the client disconnected after sending {size:,} of "
+                                           f"{declared or 'an unknown number of'} bytes") from None
         size += len(chunk)
         if size > cap:
             raise UploadError(413, _too_large(size, limit, more=True))
+        if held is not None:
+            held.reserve(size)
         chunks.append(chunk)
     return b"".join(chunks)
 

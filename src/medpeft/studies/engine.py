@@ -37,7 +37,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
 
-from ..console import make_console
+from ..console import make_console, print_warning
 from ..runtime import RunInUse
 from .reuse import find_donor, finished_runs
 from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter,
@@ -177,7 +177,7 @@ class Engine:
                     if cell.group not in warned:
                         warned.add(cell.group)
                         for message in edge_messages(cell.group, params, self._space(cell)):
-                            self.console.print(f"[yellow]warning:[/] {message}")
+                            print_warning(self.console, message)
                 self.final.enqueue_trial({}, user_attrs=attrs)
                 added += 1
         return added

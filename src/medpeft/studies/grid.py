@@ -10,12 +10,18 @@ items for all seeds, so it holds the item noise of the mean and not the seed noi
 shows that); predictions whose AUROC is not the one the run reported (a stale file) are not
 used. Otherwise it is read off the runs' own intervals (``auroc_ci95``): the run's
 interval for one seed, the mean of the seeds' bounds for several (an approximation: wider than
-the interval of the mean). ``GridCell.ci_method`` says which.
+the interval of the mean). ``GridCell.ci_method`` says which. A predictions file that cannot be
+read (truncated, corrupt, not the arrays it should hold) is treated as a run without saved
+predictions, as when its run folder was deleted: the interval falls back to the runs' own, and an
+:class:`UnreadablePredictions` warning names the file (``runner.report_study`` prints it).
 """
 from __future__ import annotations
 
 import math
 import statistics
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +32,12 @@ from .bootstrap import bootstrap_seed_mean, columns_of, weighted_macro_auroc
 
 PREDICTIONS = "predictions-test.npz"
 CI_METHODS = ("bootstrap", "run", "seed-ci-mean", "none")
+# what reading a damaged predictions file raises (a truncated zip, a bad array header, a missing array)
+UNREADABLE = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError)
+
+
+class UnreadablePredictions(UserWarning):
+    """A run's ``predictions-test.npz`` exists but cannot be read; the report goes on without it."""
 
 RowKey = tuple[str, str]  # (label, backbone)
 ColumnKey = tuple[str, float]  # (dataset, fraction)
@@ -192,15 +204,37 @@ def seed_mean_ci(records: list[dict], n_bootstrap: int = 1000, seed: int = 0):
     return (statistics.fmean(lows), statistics.fmean(highs)), "run" if len(intervals) == 1 else "seed-ci-mean"
 
 
+def has_predictions(run_dir) -> bool:
+    """The run folder holds a ``predictions-test.npz`` (readable or not)."""
+    return bool(run_dir) and (Path(run_dir) / PREDICTIONS).is_file()
+
+
 def load_predictions(run_dir) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """(scores (N, K), labels (N, L), task) from a run's ``predictions-test.npz``, or None."""
-    if not run_dir or not (Path(run_dir) / PREDICTIONS).is_file():
+    """(scores (N, K), labels (N, L), task) from a run's ``predictions-test.npz``, or None: no
+    file, or one that cannot be read (then an :class:`UnreadablePredictions` warning names it)."""
+    if not has_predictions(run_dir):
         return None
-    with np.load(Path(run_dir) / PREDICTIONS, allow_pickle=False) as npz:
-        scores = np.asarray(npz["scores"], dtype=np.float64)
-        labels = np.asarray(npz["labels"], dtype=np.int64).reshape(len(npz["labels"]), -1)
-        task = str(npz["task"]) if "task" in npz.files else infer_task(scores, labels)
+    path = Path(run_dir) / PREDICTIONS
+    try:
+        with open(path, "rb") as file, _npz(np.load(file, allow_pickle=False)) as npz:
+            scores = np.asarray(npz["scores"], dtype=np.float64)
+            labels = np.asarray(npz["labels"], dtype=np.int64).reshape(len(npz["labels"]), -1)
+            if scores.ndim != 2 or len(scores) != len(labels):
+                raise ValueError(f"scores of shape {scores.shape} for {len(labels)} labels")
+            task = str(npz["task"]) if "task" in npz.files else infer_task(scores, labels)
+    except UNREADABLE as err:
+        warnings.warn(f"{path}: unreadable test predictions ({type(err).__name__}: {err}); its cell's 95% CI "
+                      "falls back to the runs' own intervals, as for a run without saved predictions",
+                      UnreadablePredictions, stacklevel=2)
+        return None
     return scores, labels, task
+
+
+def _npz(loaded):
+    """``np.load``'s answer when it is an archive (a lone ``.npy`` array is not predictions)."""
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"a single {type(loaded).__name__}, not an .npz archive of scores and labels")
+    return loaded
 
 
 def infer_task(scores: np.ndarray, labels: np.ndarray) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..table import Table
 from .bootstrap import columns_of, weighted_macro_auroc
-from .grid import Grid, GridCell, load_predictions, scores_the_run
+from .grid import Grid, GridCell, has_predictions, load_predictions, scores_the_run
 from .tables import baseline_rows, column_title, delta_text
 
 Unit = tuple  # (scores (N, K), labels (N, L), task)
@@ -151,7 +151,9 @@ def _paired_cell(paired: PairedCell, cell: GridCell, base: GridCell | None, n_bo
         return paired
     sides = [[load_predictions(r.get("run_dir")) for r in side] for side in zip(*pairs)]
     if any(p is None for side in sides for p in side):
-        paired.reason = "predictions not saved"
+        missing = [r for side, records in zip(sides, zip(*pairs)) for p, r in zip(side, records) if p is None]
+        paired.reason = ("predictions not saved" if not all(has_predictions(r.get("run_dir")) for r in missing)
+                         else "predictions unreadable")
         return paired
     if not all(scores_the_run(p, r) for side, records in zip(sides, zip(*pairs)) for p, r in zip(side, records)):
         paired.reason = "saved predictions do not give the runs' AUROC"

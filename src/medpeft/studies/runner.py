@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -26,8 +27,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ..console import make_console, print_error
+from ..console import make_console, print_error, print_warning
 from .engine import POLL, Engine, Progress
+from .grid import UnreadablePredictions
 from .kinds import StudyKind, study_kind, work_dir_of
 from .spec import load_study, read_study_file
 
@@ -276,14 +278,28 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
         f"; seeds {', '.join(map(str, seeds))}; " + _cost(engines)
     if len(engines) > 1:
         note += "; studies " + ", ".join(e.study.name for e in engines)
-    files = write_report(records, Path(out) if out else work / "report", title=title,
-                         command=command or f"medpeft study run {path} && medpeft study report {path}",
-                         baseline=baseline, rows=rows, anchors=anchors, note=note)
-    for table in report_tables(records, title=title, baseline=baseline, rows=rows, anchors=anchors).values():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnreadablePredictions)
+        files = write_report(records, Path(out) if out else work / "report", title=title,
+                             command=command or f"medpeft study run {path} && medpeft study report {path}",
+                             baseline=baseline, rows=rows, anchors=anchors, note=note)
+        tables = report_tables(records, title=title, baseline=baseline, rows=rows, anchors=anchors)
+    _show_warnings(caught, console)
+    for table in tables.values():
         table.print(console, fmt)
     if fmt == "table":
         console.print(f"report: {files.markdown}, {files.html} ({note})")
     return files.all()
+
+
+def _show_warnings(caught: list[warnings.WarningMessage], console: Console) -> None:
+    """A report's unreadable predictions files, each named once (the report reads them for every
+    table); any other warning goes on as it would have."""
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UnreadablePredictions)):
+        print_warning(console, message)
+    for w in caught:
+        if not issubclass(w.category, UnreadablePredictions):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _report_diffusion(path, *, also, **options) -> list[Path]:

@@ -1,6 +1,8 @@
 """What a study file says about its search (``search:``): the :class:`SearchConfig` dataclass, the
-space of each method (:func:`search_space`), its validation (:func:`check_search`) and the Optuna
-distribution of one range (:func:`distribution`). How a search runs is in :mod:`.search`.
+space of each method (:func:`search_space`), its validation (:func:`check_search`: the names and
+the shape of each range; :func:`check_space_values`: every bound through the checks of the cells
+that will run it) and the Optuna distribution of one range (:func:`distribution`). How a search
+runs is in :mod:`.search`.
 
 None of the search settings is part of a cell's key (``spec.declared_key``): the final cells are
 keyed by what they declare plus the parameters the search chose, so a field added here with a
@@ -10,14 +12,18 @@ files as they were.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
-from ..methods import METHODS
+from ..methods import METHODS, method_config
 
 SEARCHABLE_TRAIN = ("lr", "blr", "weight_decay", "layer_decay", "min_lr", "warmup_epochs", "batch_size",
                     "clip_grad", "epochs", "min_steps")
 PRUNERS = ("asha", "hyperband", "none")
 SAMPLERS = ("qmc-tpe", "tpe", "random")
+MAX_CORNERS = 1024  # combinations of a space's bounds checked together (beyond: each value alone)
 TPE_STARTUP = 10  # Optuna's TPE start-up trials (random draws), what `sampler: tpe` always used
 
 
@@ -110,3 +116,81 @@ def distribution(param: str, spec, where: str):
     if isinstance(low, int) and isinstance(high, int):
         return dist.IntDistribution(low, high, log=log)
     return dist.FloatDistribution(float(low), float(high), log=log)
+
+
+def check_space_values(study, cells: list, apply: Callable) -> None:
+    """Every value a search can draw passes the checks its trials will meet, before any trial runs.
+
+    For each (method label, backbone) row of ``cells`` (``spec.cells`` of ``study``) whose method
+    is searched, the values of each parameter (a numeric range's low and high bound, plus for a
+    float range one point inside it, since a trial draws floats; every choice of a choice list)
+    are applied together, every combination of them (the space's corners), to the row's cell by
+    ``apply`` (``spec.with_params``, what a trial does: the method's options and the
+    ``TrainConfig`` re-validated, with ``RunConfig``'s own checks such as ``min_lr`` at most the
+    peak lr); the method's options then go through ``methods.method_config(name, options,
+    family)`` (its checks against the backbone's family). A value that fails whatever the other
+    parameters take is a ValueError naming the parameter, the value, the row and the check's own
+    message; values that fail only together (``min_lr`` above a low ``lr``) are named together.
+    A space of more than :data:`MAX_CORNERS` corners has each value checked alone (the other
+    parameters at the cell's own values)."""
+    if study.search is None:
+        return
+    seen = set()
+    for cell in cells:
+        row = (cell.method, cell.backbone)
+        space = search_space(study, cell.method, cell.config.method)
+        if not space or row in seen:
+            continue
+        seen.add(row)
+        key = cell.method if cell.method in study.search.space else cell.config.method
+        values = {param: _checked_values(param, spec, f"search.space.{key}.{param}") for param, spec in space.items()}
+        if math.prod(len(v) for v in values.values()) > MAX_CORNERS:
+            corners = [((param, found),) for param, candidates in values.items() for found in candidates]
+        else:
+            corners = list(itertools.product(*([(param, found) for found in candidates]
+                                               for param, candidates in values.items())))
+        failed = {corner: error for corner in corners if (error := _failure(cell, corner, apply)) is not None}
+        if not failed:
+            continue
+        where = f"for {cell.method} on {cell.backbone}"
+        for param, candidates in values.items():
+            for found in candidates:
+                with_it = [corner for corner in corners if (param, found) in corner]
+                if all(corner in failed for corner in with_it):
+                    what, value = found
+                    raise ValueError(f"search.space.{key}.{param}: {what} {_shown(value)} fails {where}: "
+                                     f"{failed[with_it[0]]}")
+        corner, error = next(iter(failed.items()))
+        together = ", ".join(f"{param} {_shown(value)}" for param, (_, value) in corner)
+        raise ValueError(f"search.space.{key}: the values {together} fail together {where} (a trial may draw "
+                         f"them): {error}")
+
+
+def _checked_values(param: str, spec, where: str) -> list[tuple[str, object]]:
+    """(what, value) pairs to try for one range: its bounds (and one float inside it) or its choices."""
+    import optuna.distributions as dist
+
+    found = distribution(param, spec, where)
+    if isinstance(found, dist.CategoricalDistribution):
+        return [("the choice", choice) for choice in found.choices]
+    out = [("the low bound", spec["low"]), ("the high bound", spec["high"])]
+    if isinstance(found, dist.FloatDistribution):  # a trial draws floats: an int option refuses them here
+        share = 0.382  # rarely a whole number, so a float range of an int option shows
+        inside = (math.exp(math.log(found.low) + share * (math.log(found.high) - math.log(found.low))) if found.log
+                  else found.low + share * (found.high - found.low))
+        out.append(("a value inside the range,", inside))
+    return out
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def _failure(cell, corner: tuple, apply: Callable) -> str | None:
+    """The error of the cell with one corner's values applied, or None when every check passes."""
+    try:
+        config = apply(cell, {param: value for param, (_, value) in corner}).config
+        method_config(config.method, config.method_options, config.backbone.spec.family)
+    except (ValueError, TypeError) as err:
+        return str(err)
+    return None

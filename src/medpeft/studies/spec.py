@@ -22,7 +22,9 @@ fraction below 1 (``studies/subsets.py``); the cells then name their subset.
 
 A slice of a big study can name it in ``extends`` and give only the keys that differ
 (:func:`read_study_file`); ``kind: classifier`` may say what it is (``studies/kinds.py``). An
-unknown key, method, option or backbone fails when the file is loaded, with the valid names.
+unknown key, method, option or backbone fails when the file is loaded, with the valid names; so
+do a search range with a value its trials could not run, a report baseline that is no row, and a
+file that is empty or no mapping (``studies/checks.py``).
 Relative paths (``data_root``, ``checkpoint``) are read from the study file's folder. Each cell
 is one ordinary fine-tuning run (:class:`medpeft.runtime.RunConfig`); its key is its readable
 name plus a digest of its config, so editing the study file gives new cells and never mixes
@@ -36,16 +38,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..serialization import from_dict, load_yaml, merge, to_dict
+from ..serialization import from_dict, merge, to_dict
 from ..methods import METHODS
 from ..models import BackboneConfig
 from ..pretrain import PretrainConfig
 from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
+from .checks import check_baseline, check_required, read_study_values, required_fields
 from .kinds import take_kind
 from .subsets import subset_counts, subset_indices
 # the search part of a study file; importers of these names from here keep working
 from .searchconfig import (PRUNERS, SAMPLERS, SEARCHABLE_TRAIN, SearchConfig, check_search,  # noqa: F401
-                           distribution, search_space)
+                           check_space_values, distribution, search_space)
 
 
 @dataclass
@@ -198,7 +201,7 @@ def _extended(path: Path, seen: list[Path]) -> dict:
     if path.resolve() in seen:
         raise ValueError(f"{seen[0]}: study files extend each other: "
                          f"{' -> '.join(str(p) for p in [*seen, path.resolve()])}")
-    values = load_yaml(path)
+    values = read_study_values(path)
     if "extends" not in values:
         return values
     base = values.pop("extends")
@@ -211,13 +214,18 @@ def _extended(path: Path, seen: list[Path]) -> dict:
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file (every entry, method option and cell config)."""
+    """Read and validate a study file (its shape and required keys, every entry, method option, cell
+    config, the report's baseline and every value its search can draw: ``studies/checks.py``,
+    ``searchconfig.check_space_values``)."""
     path, values = read_study_file(path)
     take_kind(values, path, "classifier")  # `kind:` (studies/kinds.py) is checked, not a StudyConfig field
+    check_required(values, path, required_fields(StudyConfig))
     try:
         config = from_dict(StudyConfig, values, where=str(path))
-        cells(config)  # every cell's config is built and checked here
+        check_baseline(config, values)
+        grid = cells(config)  # every cell's config is built and checked here
         check_search(config)
+        check_space_values(config, grid, with_params)  # every bound through the checks its trials meet
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
     return config

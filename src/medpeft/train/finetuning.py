@@ -4,7 +4,11 @@ Driven by :func:`medpeft.runtime.run_epochs`: train under the warmup-cosine sche
 run's length (``epochs``; or ``steps`` optimiser steps; or epochs raised to take ``min_steps``),
 score the validation split every ``val_every`` epochs and after the last, keep the best
 weights (by validation macro AUROC) and stop early after ``patience`` validations without
-improvement. At the end the best weights' validation scores choose each label's decision
+improvement. A validation split on which no label has both classes (binary: one class;
+multiclass: one class; multilabel: no finding with both positives and negatives) has no AUROC,
+so the best weights are then those of the lowest validation loss, with a warning
+(:func:`selection`); a label with one class among others that have two is left out of the macro
+AUROC, with a warning too. At the end the best weights' validation scores choose each label's decision
 threshold (binary and multilabel: the one that maximises validation F1), the test split is
 scored at 0.5 and at those thresholds, and the run directory is completed
 (docs/architecture.md, "Run directory").
@@ -15,7 +19,7 @@ epoch), and the same decision for every test image.
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+import torch
 import torch.nn as nn
 from rich.console import Console
 from torch.utils.data import DataLoader
@@ -33,10 +38,11 @@ from ..data.summary import describe
 from ..methods import (Method, adapter_state_dict, count_parameters, describe_trainable, load_adapter_state,
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
-                       autocast_for, build_model, compute_metrics, evaluate, load_splits, make_loader,
+                       autocast_for, build_model, compute_metrics, eval_loader, evaluate, load_splits, make_loader,
                        one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
                        subgroup_metrics, validation_thresholds)
 from ..runtime.build import validation_note
+from ..serialization import atomic_write
 from ..runtime.distributed import init_from_env, rank_world
 from ..runtime.distributed import wrap as wrap_ddp
 from ..runtime.featurecache import FrozenSuffix, cache_features, plan_cache
@@ -70,6 +76,7 @@ class ClassifierJob(Job):
         self.mixup, self.cutmix = mixup, cutmix  # batch mixing of training batches (0: off)
         self.best: dict | None = None
         self.validations = 0  # validations so far
+        self.select_by = "auroc"  # or "loss" when validation has no AUROC (selection())
 
     def loss(self, batch):
         images, targets = batch
@@ -88,20 +95,41 @@ class ClassifierJob(Job):
             return EpochEnd({"epoch": stats.epoch, "train_loss": stats.loss, "lr": stats.lr, "steps": stats.steps})
         val = evaluate(self.net, self.val_inputs, self.info, self.device, autocast=self.autocast)
         self.validations += 1
-        improved = self.best is None or val["auroc"] > self.best["auroc"]
+        if self.select_by == "loss":
+            val["loss"] = self.validation_loss()
+            improved = self.best is None or val["loss"] < self.best["loss"]
+        else:
+            improved = self.best is None or val["auroc"] > self.best["auroc"]
         if improved:
             self.best = {"auroc": val["auroc"], "epoch": stats.epoch, "validation": self.validations,
-                         "state": self.model_state()}
+                         "state": self.model_state(), **({"loss": val["loss"]} if "loss" in val else {})}
         record = {"epoch": stats.epoch, "train_loss": stats.loss, "val_auroc": val["auroc"],
-                  "val_acc": val["acc"], "lr": stats.lr, "steps": stats.steps}
+                  "val_acc": val["acc"], "lr": stats.lr, "steps": stats.steps,
+                  **({"val_loss": val["loss"]} if "loss" in val else {})}
         if self.on_validation is not None:  # e.g. a study's pruner, which may stop the run
             self.on_validation(stats.epoch, val)
         stop = ""
         if self.patience is not None and self.validations - self.best["validation"] >= self.patience:
             stop = (f"early stopping: no val improvement in {self.patience} validation(s) "
                     f"({stats.epoch - self.best['epoch']} epochs)")
-        return EpochEnd(record, text=f"val auroc {val['auroc']:.4f}  acc {val['acc']:.4f}",
+        shown = f"val loss {val['loss']:.4f}  " if "loss" in val else ""
+        return EpochEnd(record, text=f"{shown}val auroc {val['auroc']:.4f}  acc {val['acc']:.4f}",
                         note="*best" if improved else "", stop=stop)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean training loss (no mixing) over the validation split, in eval mode."""
+        was_training = self.net.training
+        self.net.eval()
+        total, count = 0.0, 0
+        for images, targets in self.val_inputs:
+            images, targets = images.to(self.device), targets.to(self.device)
+            with self.autocast or contextlib.nullcontext():
+                logits = self.net(images)
+            total += float(self.criterion(logits.float(), targets)) * len(images)
+            count += len(images)
+        self.net.train(was_training)
+        return total / max(count, 1)
 
     def model_state(self) -> dict:
         return adapter_state_dict(self.model, self.method)
@@ -114,6 +142,34 @@ class ClassifierJob(Job):
 
     def load_extra_state(self, state: dict) -> None:
         self.best, self.validations = state["best"], state["validations"]
+
+
+def selection(labels: np.ndarray, info: DatasetInfo) -> tuple[str, str]:
+    """How the best epoch is chosen on validation ``labels``: ("auroc" | "loss", a warning or "").
+
+    "loss" when no label has both classes there (no AUROC exists); the warning also names the
+    labels left out of the macro AUROC when only some have one class."""
+    if info.task == "multiclass":
+        present = set(np.unique(labels[:, 0]).tolist())
+        one_class = [name for i, name in enumerate(info.label_names) if i not in present]
+        defined = len(present) >= 2
+        what = f"has only the class(es) {[info.label_names[i] for i in sorted(present)]}"
+    else:
+        positives, n = labels.sum(axis=0), len(labels)
+        one_class = [name for name, p in zip(info.column_names, positives) if p in (0, n)]
+        defined = len(one_class) < len(info.column_names)
+        what = ("has one class for " + ", ".join(
+            f"{name} ({'no positives' if p == 0 else 'no negatives'})"
+            for name, p in zip(info.column_names, positives) if p in (0, n)))
+    if not one_class:
+        return "auroc", ""
+    if not defined:
+        return "loss", (f"the validation split ({len(labels)} images) {what}, so it has no AUROC: the best "
+                        "epoch is chosen by the lowest validation loss instead; give the validation split "
+                        "images of every class")
+    return "auroc", (f"the validation split ({len(labels)} images) {what}: "
+                     f"{'those classes are' if info.task == 'multiclass' else 'those findings are'} left out "
+                     "of the validation AUROC that chooses the best epoch")
 
 
 def finetune(config: RunConfig, out_dir, *, resume: bool = False, console: Console | None = None,
@@ -185,7 +241,7 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     console.print(f"optimizer {train.optimizer}, peak lr {lr:.3g}, batch {train.batch_size}, {length}, "
                   f"layer decay {train.layer_decay:g}, device {device}, precision {precision} ({why})")
     optimizer = build_optimizer(model, train, lr)
-    val_loader = make_loader(splits.val, train, shuffle=False)
+    val_loader = eval_loader(splits.val, train)  # transformed once, scored at every validation
     cache = plan_cache(model, deterministic_inputs=_varying_inputs(config), mode=train.feature_cache)
     train_set, net, val_inputs = splits.train, None, None
     if cache.active:
@@ -205,6 +261,10 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
                         on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix, net=net,
                         val_inputs=val_inputs)
+    job.select_by, why = selection(splits.val.labels, info)
+    if why:
+        print_warning(console, why)
+        run.log(f"warning: {why}")
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
                 f"{len(splits.train)} training images ({splits.subset_note}); {length}; "
@@ -289,10 +349,9 @@ def save_predictions(path: Path, scores: np.ndarray, labels: np.ndarray, task: s
                      groups: np.ndarray | None = None) -> None:
     """The test split's scores (N, K), labels (N, L) and subgroups (N,) if any, atomically
     (reports bootstrap CIs of the mean over seeds from them)."""
-    tmp = path.with_name(f".{path.name}.tmp.npz")
     extra = {"subgroups": np.asarray(groups).astype(str)} if groups is not None else {}
-    np.savez_compressed(tmp, scores=scores.astype(np.float32), labels=labels, task=np.array(task), **extra)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, scores=scores.astype(np.float32), labels=labels,
+                                                       task=np.array(task), **extra), suffix=".tmp.npz")
 
 
 def final_line(test: dict, job: ClassifierJob, result: LoopResult) -> str:

@@ -47,6 +47,9 @@ class SourceData:
     subgroup: str | None = None  # what every split's ``subgroups`` holds (a column name)
     notes: list[str] = field(default_factory=list)  # what was left out on purpose, for the summary
     modality: str | None = None  # what the images are, in words ("chest X-ray"), for captions
+    # why images with the same content in two splits are expected (the official files hold some):
+    # then they are a warning, not an error (data/duplicates.py); None for user data
+    expected_duplicates: str | None = None
 
 
 class DataSource(ABC):

@@ -10,6 +10,9 @@ time: a missing file gets an error saying where we looked and where to fetch it.
 PneumoniaMNIST and BreastMNIST at 28 px ship inside medpeft (``medpeft/data/embedded``, CC BY
 4.0, see its SOURCES.md): when no data root is given and ``~/.medmnist`` lacks the file, the
 embedded copy is used after its MD5 is checked against the official value.
+
+The official files hold a few images with identical pixels in two splits (see
+``EXPECTED_DUPLICATES``); :mod:`medpeft.data.duplicates` counts them in a warning.
 """
 from __future__ import annotations
 
@@ -73,6 +76,12 @@ MODALITIES = {"pathmnist": "colon pathology slide", "chestmnist": "chest X-ray",
               "organcmnist": "abdominal CT slice", "organsmnist": "abdominal CT slice"}
 
 
+#: the official files hold a few identical images in two splits (PneumoniaMNIST@28: 8 of val
+#: repeat training images; BreastMNIST@28: 1 of test, with the other label), so for MedMNIST
+#: they are a warning that counts them (data/duplicates.py), not an error
+EXPECTED_DUPLICATES = "as in the official MedMNIST files; a warning, not an error, for them"
+
+
 def parse_target(target: str) -> tuple[str, int]:
     """``chestmnist@64`` -> (``chestmnist``, 64)."""
     flag, _, size_text = target.lower().partition("@")
@@ -117,6 +126,7 @@ class MedMNISTSource(DataSource):
         task, names, channels, official = FLAGS[flag]
         path = self._path(file_name(flag, size))
         arrays = self._load(path, flag, size)
+        stat = path.stat()
         splits = {}
         for split, expected in zip(("train", "val", "test"), official):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -128,10 +138,12 @@ class MedMNISTSource(DataSource):
                               f"{expected}; is this a modified copy?", stacklevel=2)
             labels = np.asarray(labels)
             labels = labels[:, None] if labels.ndim == 1 else labels
-            splits[split] = SplitData(ArrayImages(images, f"{path}:{split}_images"), labels,
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, split)  # content digests cached by it
+            splits[split] = SplitData(ArrayImages(images, f"{path}:{split}_images", key), labels,
                                       f"{path}:{split}_labels")
         return SourceData(name=f"medmnist:{flag}@{size}", task=task, label_names=names,
-                          channels=channels, splits=splits, image_size=(size, size), modality=MODALITIES[flag])
+                          channels=channels, splits=splits, image_size=(size, size), modality=MODALITIES[flag],
+                          expected_duplicates=EXPECTED_DUPLICATES)
 
     def _path(self, name: str) -> Path:
         """The file in the data root; the embedded copy when the root is the default one and
