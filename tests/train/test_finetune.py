@@ -169,12 +169,12 @@ def test_cli_finetune_then_eval(tmp_path, capsys):
     out = tmp_path / "cli-run"
     code = main(["finetune", "--data", TINY_DATA, "--backbone", "vit_tiny", "--img-size", "16",
                  "--patch-size", "4", "--timm-kwargs", "{depth: 2}", "--method", "lora", "--rank", "4",
-                 "--fraction", "0.5", "--epochs", "1", "--n-bootstrap", "10", "--no-progress",
+                 "--fraction", "0.5", "--epochs", "1", "--n-bootstrap", "100", "--no-progress",
                  "--out", str(out)])
     assert code == 0
     config = (out / "config.yaml").read_text()
     assert "rank: 4" in config and "fraction: 0.5" in config
-    assert main(["eval", str(out), "--n-bootstrap", "10"]) == 0
+    assert main(["eval", str(out), "--n-bootstrap", "100"]) == 0
     assert "AUROC" in capsys.readouterr().out
     # a recipe plus a flag: the flag wins, the rest comes from the recipe
     assert main(["finetune", "--config", str(out / "config.yaml"), "--seed", "3", "--no-progress",
