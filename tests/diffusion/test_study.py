@@ -119,7 +119,7 @@ def test_the_study_commands_run_a_diffusion_study_file(tmp_path, monkeypatch, ca
     assert f"Made by: `medpeft study run {path} && medpeft study report {path} --out {out} --format md`" in report
     assert "Bias" in report and "Tiny 50%" in report and "Conditional accuracy" in report
     assert main(["study", "report", str(path), "--with", str(path)]) == 2
-    assert "--with joins the tables of classifier studies only" in capsys.readouterr().out
+    assert "--with joins the tables of classifier studies only" in capsys.readouterr().err
 
 
 def test_kind_says_what_a_study_file_is_and_keeps_cell_keys(tmp_path):
@@ -151,5 +151,5 @@ def test_kind_says_what_a_study_file_is_and_keeps_cell_keys(tmp_path):
 def test_an_unknown_kind_is_exit_2_with_the_two_kinds(command, tmp_path, capsys):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "x", "kind": "gan", "methods": []}))
     assert main(["study", command, str(tmp_path)]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # errors go to stderr
     assert "unknown study kind 'gan'" in out and "classifier, diffusion" in out and "Traceback" not in out

@@ -91,7 +91,7 @@ def test_a_dataset_with_another_number_of_outputs_is_refused(run, tmp_path, caps
     with pytest.raises(ValueError, match=r"predicts 5 output\(s\) .* but folder:.* has 1 \['pneumonia'\]"):
         evaluate_run(path, data_spec=spec, n_bootstrap=0)
     assert main(["eval", str(path), "--data", spec, "--n-bootstrap", "0"]) == 2
-    assert "predicts 5 output(s)" in " ".join(capsys.readouterr().out.split())
+    assert "predicts 5 output(s)" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_dataset_with_another_task_and_labels_is_refused(run, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medpeft.runtime import (best_f1_threshold, bootstrap_ci, compute_metrics, decision_thresholds,
+from medpeft.runtime import (TrainingDiverged, best_f1_threshold, bootstrap_ci, compute_metrics, decision_thresholds,
                               one_class_warning)
 
 
@@ -57,7 +57,7 @@ def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_more_data():
 
 
 def test_nan_scores_are_an_error():
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(TrainingDiverged, match="NaN"):  # exit 1 from the CLI, as a NaN loss
         compute_metrics(np.array([[np.nan], [0.5]]), np.array([[0], [1]]), "binary", ["p"])
 
 

@@ -261,10 +261,10 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
                         on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix, net=net,
                         val_inputs=val_inputs)
-    job.select_by, why = selection(splits.val.labels, info)
-    if why:
-        print_warning(console, why)
-        run.log(f"warning: {why}")
+    job.select_by, fallback = selection(splits.val.labels, info)
+    if fallback:
+        print_warning(console, fallback)
+        run.log(f"warning: {fallback}")
     if state is None:
         run.log(f"start: {config.backbone.name} + {method.name}, {describe_trainable(model)}, "
                 f"{len(splits.train)} training images ({splits.subset_note}); {length}; "
