@@ -10,7 +10,7 @@ field, what it expected and what it got — before any dataclass sees it. A numb
 (:class:`UniqueKeyLoader`: every YAML medpeft reads goes through :func:`parse_yaml`).
 
 Every JSON file medpeft writes is strict JSON (:func:`dumps_json`): NaN and infinities become
-``null``; readers that compare numbers read ``null`` as NaN (:func:`nan_if_null`). Files are
+``null``; ``runtime.rundir.RunDir.load_metrics`` reads a metric's ``null`` back as NaN. Files are
 written atomically (temporary file + rename, the temporary file removed when the write fails),
 and a write that fails — disk full, read-only, a path through a file — is an ``OSError`` naming
 the path (:class:`WriteFailed` for the errors of libraries that raise something else).
@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -178,7 +179,7 @@ class WriteFailed(OSError):
 
 
 def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> Path:
-    """``write(tmp)`` to a temporary file beside ``path``, then renamed to ``path``: a killed process
+    """``write(tmp)`` to a uniquely named temporary file beside ``path``, then renamed to ``path``: a killed process
     never leaves half a file, and a failed write leaves no temporary file and ``path`` as it was.
     An error of the writer that is not an ``OSError`` (a library's report of a short write) becomes
     :class:`WriteFailed`; ``suffix`` ends the temporary name (``.tmp.npz``: writers that add one)."""
@@ -186,7 +187,9 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
-    tmp = path.with_name(f".{path.name}{suffix}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)  # unique: writers may race
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -238,7 +241,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    atomic_write(path, write, suffix=f".{os.getpid()}.tmp")
+    atomic_write(path, write)
 
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict) -> None:
@@ -331,11 +334,6 @@ def strict_json(value: Any) -> Any:
 def dumps_json(value: Any, **kwargs) -> str:
     """Strict JSON text (``allow_nan=False``): NaN and infinities written as ``null``."""
     return json.dumps(strict_json(value), allow_nan=False, **kwargs)
-
-
-def nan_if_null(value: Any) -> Any:
-    """A number read from a strict JSON file: ``null`` (a NaN when written) back to NaN."""
-    return math.nan if value is None else value
 
 
 def save_json(path: str | os.PathLike, values: dict) -> None:
