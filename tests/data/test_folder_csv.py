@@ -9,7 +9,8 @@ import pytest
 from medpeft.data import DataError, load_dataset
 from medpeft.data.sources.folder import stratified_split
 
-from .test_decode import write_dicom, write_png
+from ..image_folders import save_stamped
+from .test_decode import write_dicom
 
 TINY = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
 
@@ -18,7 +19,7 @@ def make_class_folders(root, counts: dict[str, int], ext=".png"):
     for name, count in counts.items():
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            write_png(root / name / f"{name}_{i:03d}{ext}", TINY)
+            save_stamped(root / name / f"{name}_{i:03d}{ext}", TINY)
     return root
 
 
@@ -118,7 +119,7 @@ def ham(tmp_path):
     classes = ["nv"] * 12 + ["mel"] * 6 + ["bkl"] * 6
     rows = []
     for i, dx in enumerate(classes):
-        write_png(images / f"ISIC_{i:04d}.jpg", np.stack([TINY] * 3, -1))
+        save_stamped(images / f"ISIC_{i:04d}.jpg", np.stack([TINY] * 3, -1))
         rows.append([f"HAM_{i:04d}", f"ISIC_{i:04d}", dx, ["train", "train", "val", "test"][i % 4]])
     return write_csv(tmp_path / "meta.csv", ["lesion_id", "image_id", "dx", "split"], rows), images
 

@@ -7,7 +7,7 @@ import pytest
 from medpeft.data import DataError, load_dataset
 from medpeft.data.sources.group_split import fold_plan, group_split
 
-from .test_decode import write_png
+from ..image_folders import save_stamped
 from .test_folder_csv import write_csv
 
 TINY = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
@@ -98,9 +98,9 @@ def test_folder_group_regex(tmp_path):
     for i, (group, cls) in enumerate(zip(groups, classes)):
         folder = root / ["normal", "pneumonia", "effusion"][cls]
         folder.mkdir(parents=True, exist_ok=True)
-        write_png(folder / f"{group}_{i:04d}.png", TINY)
-    write_png(root / "pneumonia" / "P099_9999.png", TINY)  # a patient seen in two classes
-    write_png(root / "normal" / "P099_9998.png", TINY)
+        save_stamped(folder / f"{group}_{i:04d}.png", TINY)
+    save_stamped(root / "pneumonia" / "P099_9999.png", TINY)  # a patient seen in two classes
+    save_stamped(root / "normal" / "P099_9998.png", TINY)
     spec = f"folder:{root}?group_regex=^(P\\d+)_"
     splits = load_dataset(spec)
     group = {s: {p.rsplit("/", 1)[1].split("_")[0] for p in splits.split(s).images.paths}
@@ -109,7 +109,7 @@ def test_folder_group_regex(tmp_path):
                 or group["val"] & group["test"])
     assert sum(len(splits.split(s)) for s in ("train", "val", "test")) == len(groups) + 2
     assert load_dataset(spec).test.images.paths == splits.test.images.paths
-    write_png(root / "normal" / "scan.png", TINY)  # no patient id in the name
+    save_stamped(root / "normal" / "scan.png", TINY)  # no patient id in the name
     with pytest.raises(DataError, match="scan.png .*does not match group_regex=\\^\\(P"):
         load_dataset(spec)
     with pytest.warns(UserWarning, match="skipped 1 bad item"):

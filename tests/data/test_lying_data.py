@@ -59,22 +59,49 @@ def test_a_training_image_listed_again_as_test_is_an_error_naming_both_rows(tmp_
     assert splits.duplicates.path_across == {"train/test": 3}
 
 
-def test_the_same_pixels_in_two_splits_are_found_by_content(tmp_path):
+def test_a_file_copied_under_another_name_into_another_split_is_an_error_naming_both(tmp_path):
+    """A training image saved again under a new name as a test image: the same file bytes."""
     names = images(tmp_path / "img", 40)
-    # test image 035 re-encoded (other compression, other bytes) as a new file: the same pixels
+    (tmp_path / "img" / "copy.png").write_bytes((tmp_path / "img" / "001.png").read_bytes())
+    table = write_table(tmp_path / "data.csv", table_rows(names) + [("copy.png", 1, "test")])
+    spec = f"csv:{table}?root={tmp_path / 'img'}"
+    with pytest.raises(DataError) as caught:
+        load_dataset(spec)
+    message = str(caught.value)
+    assert "1 image(s) of test have the same file bytes as an image of train" in message
+    assert f"test {tmp_path / 'img' / 'copy.png'} (listed at {table}:42)" in message
+    assert f"train {tmp_path / 'img' / '001.png'} (listed at {table}:3)" in message
+    assert "--allow-overlap" in message
+    with pytest.warns(UserWarning, match=r"1 image\(s\) of test have the same file bytes as an image of "
+                                         r"train \(--allow-overlap\)") as caught:
+        splits = load_dataset(spec, allow_overlap=True)
+    assert "copy.png" in str(caught[0].message) and "001.png" in str(caught[0].message)
+    assert splits.duplicates.pixels_across == {"train/test": 1}
+    assert splits.duplicates.content == "file bytes"
+    assert splits.info.split_sizes == {"train": 24, "val": 8, "test": 9}
+
+
+def test_a_re_encoded_copy_in_another_split_is_found_by_its_pixels(tmp_path):
+    names = images(tmp_path / "img", 40)
+    # train image 000 re-encoded (other compression, other bytes) as a new file: the same pixels
     Image.open(tmp_path / "img" / "000.png").save(tmp_path / "img" / "copy.png", compress_level=0)
-    rows = table_rows(names) + [("copy.png", 0, "test")]
-    table = write_table(tmp_path / "data.csv", rows)
-    with pytest.warns(UserWarning, match="1 image.s. of test have the same pixels as an image of train") as caught:
-        splits = load_dataset(f"csv:{table}?root={tmp_path / 'img'}", verify="decode")
-    assert "copy.png" in str(caught[0].message) and "000.png" in str(caught[0].message)
+    assert (tmp_path / "img" / "copy.png").read_bytes() != (tmp_path / "img" / "000.png").read_bytes()
+    table = write_table(tmp_path / "data.csv", table_rows(names) + [("copy.png", 0, "test")])
+    spec = f"csv:{table}?root={tmp_path / 'img'}"
+    with pytest.raises(DataError) as caught:
+        load_dataset(spec, verify="decode")
+    message = str(caught.value)
+    assert "1 image(s) of test have the same pixels as an image of train" in message
+    assert f"test {tmp_path / 'img' / 'copy.png'} (listed at {table}:42)" in message
+    assert f"train {tmp_path / 'img' / '000.png'} (listed at {table}:2)" in message
+    with pytest.warns(UserWarning, match=r"1 image\(s\) of test have the same pixels as an image of train "
+                                         r"\(--allow-overlap\)"):
+        splits = load_dataset(spec, verify="decode", allow_overlap=True)
     assert splits.duplicates.pixels_across == {"train/test": 1}
     assert splits.duplicates.content == "pixels"
-    # at the default verify level a byte-for-byte copy is found by its bytes (equal sizes only are read)
-    (tmp_path / "img" / "copy.png").write_bytes((tmp_path / "img" / "001.png").read_bytes())
-    with pytest.warns(UserWarning, match="same file bytes as an image of train"):
-        splits = load_dataset(f"csv:{table}?root={tmp_path / 'img'}")
-    assert splits.duplicates.pixels_across == {"train/test": 1}
+    # at the default verify level only bytes are compared (of files of equal size): a re-encoded copy passes
+    splits = load_dataset(spec)
+    assert splits.duplicates.pixels_across == {}
 
 
 def test_array_sources_with_the_same_pixels_in_two_splits_are_an_error(tmp_path):

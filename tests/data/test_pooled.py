@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from medpeft.data import DataError
 from medpeft.data.pooled import load_pooled, spread
+
+from ..image_folders import save_stamped
 
 A = "synthetic-cxr?n=40&n_val=10&n_test=4&size=16"
 B = "synthetic-cxr?n=24&n_val=6&n_test=4&size=16&seed=3"
@@ -67,7 +68,7 @@ def rgb_folder(root):
         for name in ("a", "b"):
             (root / split / name).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / split / name / f"{i}.png")
+                save_stamped(root / split / name / f"{i}.png", np.full((16, 16, 3), 40 * i, np.uint8))
     return f"folder:{root}"
 
 

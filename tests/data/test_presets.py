@@ -8,7 +8,7 @@ import pytest
 
 from medpeft.data import DataError, load_dataset
 
-from .test_decode import write_png
+from ..image_folders import save_stamped
 from .test_folder_csv import write_csv
 
 RGB = np.stack([np.arange(16, dtype=np.uint8).reshape(4, 4) * 16] * 3, -1)
@@ -34,7 +34,7 @@ def ham10000(tmp_path):
         dx = HAM_CLASSES[lesion % 7]
         for _ in range(rng.integers(1, 4)):
             image_id = f"ISIC_{image:07d}"
-            write_png(parts[image % 2] / f"{image_id}.jpg", RGB)
+            save_stamped(parts[image % 2] / f"{image_id}.jpg", RGB)
             rows.append([f"HAM_{lesion:07d}", image_id, dx, "histo", "55.0",
                          ["male", "female"][lesion % 2], "back"])
             lesion_of[image_id] = f"HAM_{lesion:07d}"
@@ -84,7 +84,7 @@ def write_fitzpatrick(root, scale_column="fitzpatrick_scale"):
         md5 = f"{i:032x}"
         label = list(three)[i % 5]
         scale = str([1, 2, 3, 4, 5, 6, -1][i % 7])
-        write_png(root / "images" / f"{md5}.jpg", RGB)
+        save_stamped(root / "images" / f"{md5}.jpg", RGB)
         rows.append([md5, scale, scale, label, "inflammatory", three[label], "",
                      f"https://example.org/{i}.jpg", f"example{i}jpg.jpg"])
         skin[md5] = scale
@@ -120,10 +120,10 @@ def test_breastus_preset_leaves_the_masks_out(tmp_path):
     for name, count in counts.items():
         (root / name).mkdir(parents=True)
         for i in range(1, count + 1):
-            write_png(root / name / f"{name} ({i}).png", RGB)
-            write_png(root / name / f"{name} ({i})_mask.png", RGB[..., 0])
+            save_stamped(root / name / f"{name} ({i}).png", RGB)
+            save_stamped(root / name / f"{name} ({i})_mask.png", RGB[..., 0])
             if i % 4 == 0:  # some images have a second mask
-                write_png(root / name / f"{name} ({i})_mask_1.png", RGB[..., 0])
+                save_stamped(root / name / f"{name} ({i})_mask_1.png", RGB[..., 0])
     splits = load_dataset(f"folder:{root}?preset=breastus")
     assert splits.info.label_names == ("benign", "malignant", "normal")
     paths = all_paths(splits)
@@ -144,7 +144,7 @@ def test_smdg_preset(tmp_path):
     rows = []
     for i, kind in enumerate(types):
         name = f"OIA-ODIR-TEST-OFFLINE-{i + 1}" if i else "G1020-v1.2"  # a dot, yet no extension
-        write_png(images / f"{name}.png", RGB)
+        save_stamped(images / f"{name}.png", RGB)
         rows.append([name, str(kind), "", "1", f"{1000 + i}_right.jpg", "",
                      f"/full-fundus/{name}.png", "F", "58", "OD"])
     header = ["names", "types", "type_expanded", "isColor", "original_name", "patient_id",

@@ -14,7 +14,7 @@ from medpeft.data import DataError, load_dataset
 from medpeft.runtime import RunConfig
 from medpeft.train import ClassifierJob, finetune
 
-from ..image_folders import write_split_folders
+from ..image_folders import save_stamped, write_split_folders
 from ..train.tiny import QUIET, tiny_run
 from .test_decode import write_png
 from .test_image_limits import dicom_bomb
@@ -39,7 +39,7 @@ def make_folder(root, bad: dict[str, callable]):
     for name in ("benign", "malignant"):
         (root / name).mkdir(parents=True)
         for i in range(10):
-            write_png(root / name / f"{name}_{i}.png", TINY)
+            save_stamped(root / name / f"{name}_{i}.png", TINY)
     for relative, write in bad.items():
         write(root / relative)
     return root

@@ -51,11 +51,14 @@ def rsna(tmp_path):
     lists, images = tmp_path / "rsna", tmp_path / "dicom"
     (images / "stage_2_train_images").mkdir(parents=True)
     lists.mkdir()
+    written = 0
     for file, count in {"train_list.txt": 6, "val_list.txt": 3, "test_list.txt": 3}.items():
         rows = []
         for i in range(count):
             name = f"stage_2_train_images/{file[:4]}-{i}.dcm"
             pixels = np.full((6, 6), 100 * i, np.uint16) + np.eye(6, dtype=np.uint16)
+            pixels.reshape(-1)[1 + written] += 2  # a mark of its own: no two files decode to the same pixels
+            written += 1
             write_dicom(images / name, pixels)
             rows.append((name, [i % 2]))
         write_list(lists / file, rows, trailing=" ")

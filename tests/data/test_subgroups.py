@@ -10,7 +10,7 @@ from rich.console import Console
 from medpeft.data import DataError, load_dataset
 from medpeft.data.summary import describe, split_table, subgroup_counts
 
-from .test_decode import write_png
+from ..image_folders import save_stamped
 from .test_folder_csv import write_csv
 
 TINY = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
@@ -24,7 +24,7 @@ def table(tmp_path):
     images.mkdir()
     rows, expected = [], {}
     for i in range(60):
-        write_png(images / f"{i:03d}.png", TINY)
+        save_stamped(images / f"{i:03d}.png", TINY)
         sex = SEXES[i % len(SEXES)]
         rows.append([f"{i:03d}.png", ["nv", "mel", "bkl"][i % 3 if i % 7 else 0], sex, f"P{i // 2}"])
         expected[str(images / f"{i:03d}.png")] = sex

@@ -9,10 +9,10 @@ part of ``train_list.txt`` by design). What it finds, and what happens:
 * one path listed twice in one split with the same label: a warning (a duplicate row);
 * one image in two splits, by path or by content: a ``DataError`` naming both places (split and
   row or file), unless ``allow_overlap`` (``--allow-overlap``), which makes it a warning that
-  counts them; a source whose own official files hold such content duplicates
-  (``SourceData.expected_duplicates``: MedMNIST) gets the warning without the flag, while a path
-  listed in two splits is an error for it too; for image files, the same content under two
-  paths is a warning naming both places (``FILE_CONTENT``), the same path an error;
+  counts them (arrays in memory and image files alike: a file copied or re-encoded under a
+  second name is an error as the same path listed twice is); a source whose own official files
+  hold such content duplicates (``SourceData.expected_duplicates``: MedMNIST) gets the warning
+  without the flag, while a path listed in two splits is an error for it too;
 * the same content twice in one split: counted (``medpeft data info``), no warning.
 
 Content is a 16-byte blake2b digest. Arrays in memory (MedMNIST, synthetic data): of each
@@ -37,9 +37,6 @@ import numpy as np
 
 from .base import ArrayImages, DataError, FileImages, ImageStore
 
-#: image files with the same content under two paths in two splits: a warning for now (test
-#: fixtures across the suite write one image under many names); an error once they do not
-FILE_CONTENT = "same content under different paths; a warning for image files"
 _DIGEST_CACHE: dict[tuple, list[bytes]] = {}  # ArrayImages.cache_key -> digests, a few loads kept
 _CACHE_SIZE = 8
 _SHOWN = 5  # places listed in a message
@@ -105,9 +102,7 @@ def find_duplicates(members: list[Member], *, allow_overlap: bool = False, expec
     across = _paths_across(members, paths, found, allow_overlap, context)
     digests, found.content = _content_keys(members)
     if digests is not None:
-        files = isinstance(members[0].images, FileImages)
-        _pixels(members, digests, paths, across, found, allow_overlap,
-                expected or (FILE_CONTENT if files else None), context)
+        _pixels(members, digests, paths, across, found, allow_overlap, expected, context)
     return found
 
 

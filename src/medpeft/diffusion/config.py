@@ -80,6 +80,7 @@ class DiffusionDataConfig:
     fraction_seed: int = 0  # seed of the training subset (fixed, so seeds vary training only)
     skip_bad: bool = False  # leave out missing/corrupt items with a warning instead of stopping
     img_size: int = 28  # side of the generated images in pixels (images are resized to it)
+    allow_overlap: bool = False  # the same image (path or pixels) in two splits: a warning instead of an error
 
     def __post_init__(self):
         if not self.specs:

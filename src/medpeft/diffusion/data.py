@@ -71,5 +71,6 @@ def load_captioned(data: DiffusionDataConfig, captions: CaptionConfig, val_image
                 CaptionedImages(splits.val, ids(val), data.img_size))
 
     pooled = load_pooled(data.specs, captioned, val_images, data_root=data.data_root, skip_bad=data.skip_bad,
-                         fraction=data.fraction, fraction_seed=data.fraction_seed, same_channels=True)
+                         fraction=data.fraction, fraction_seed=data.fraction_seed, same_channels=True,
+                         allow_overlap=data.allow_overlap)
     return CaptionedData(pooled.train, pooled.val, pooled.splits, list(vocabulary), counts)

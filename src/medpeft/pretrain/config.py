@@ -56,6 +56,7 @@ class PretrainDataConfig:
     skip_bad: bool = False  # leave out missing/corrupt items with a warning instead of stopping
     crop_scale: tuple[float, ...] = (0.2, 1.0)  # random-resized-crop area range (MAE: 0.2 1)
     hflip: bool = False  # random horizontal flips (MAE: on; off here: the heart is on the left)
+    allow_overlap: bool = False  # the same image (path or pixels) in two splits: a warning instead of an error
 
     def __post_init__(self):
         if not self.specs:

@@ -61,5 +61,6 @@ def load_unlabeled(data: PretrainDataConfig, backbone: BackboneConfig, val_image
         eval_tf = build_transform(backbone.img_size, backbone.mean, backbone.std, "none")
     wrap = lambda splits: (ImagesOnly(splits.train.with_transform(train_tf)),
                            ImagesOnly(splits.val.with_transform(eval_tf)))
-    pooled = load_pooled(data.specs, wrap, val_images, data_root=data.data_root, skip_bad=data.skip_bad)
+    pooled = load_pooled(data.specs, wrap, val_images, data_root=data.data_root, skip_bad=data.skip_bad,
+                         allow_overlap=data.allow_overlap)
     return UnlabeledData(pooled.train, pooled.val, pooled.splits)
