@@ -2,8 +2,10 @@
 fault class: a stalled body (408 after --body-timeout-s, its bytes let go), a client that disconnects
 mid-body (499 in the metrics, one log line, no traceback, never a 500), bodies in flight over
 --max-inflight-mb (503 with Retry-After), an image over the serving pixel limit (413 from its
-header, never decoded), and the load of the issue: 20 concurrent 9000x9000 PNGs plus 40 stalled
-bodies keep the server's peak resident memory (VmHWM) within a stated bound, and it answers after."""
+header, never decoded), a baseline JPEG over it (decoded at a reduced size by Pillow's draft mode
+and answered; a progressive one refused), and the load of the issue: 20 concurrent 9000x9000 PNGs
+plus 40 stalled bodies keep the server's peak resident memory (VmHWM) within a stated bound, and it
+answers after."""
 from __future__ import annotations
 
 import io
@@ -14,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
+from ..runs import write_dicom
 from .live import LiveServer
 from .test_app import png_bytes
 
@@ -71,6 +75,53 @@ def big_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("L", (9000, 9000), 40).save(buffer, format="PNG")  # ~80 KB on the wire, 81 M pixels
     return buffer.getvalue()
+
+
+def big_jpeg(side: int = 4200, progressive: bool = False) -> bytes:
+    """A smooth side x side grey photo as JPEG: over the default --max-pixels (4096 x 4096), a few
+    hundred KB on the wire."""
+    gradient = Image.linear_gradient("L").resize((side, side), Image.BILINEAR)
+    buffer = io.BytesIO()
+    gradient.save(buffer, format="JPEG", quality=80, progressive=progressive)
+    return buffer.getvalue()
+
+
+def test_a_baseline_jpeg_over_the_pixel_limit_is_decoded_at_a_reduced_size(server):
+    body = big_jpeg()
+    with Image.open(io.BytesIO(body)) as image:  # what the model should see: Pillow's 1/8 decode
+        image.draft("L", (28, 28))
+        reduced = io.BytesIO()
+        image.save(reduced, format="PNG")
+    assert image.size == (525, 525)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        big = http.post("/v1/models/pneu-lora/predict", content=body, headers={"X-Filename": "photo.jpg"})
+        small = http.post("/v1/models/pneu-lora/predict", content=reduced.getvalue())
+    assert big.status_code == 200, big.text
+    answer = big.json()
+    assert answer["image"]["width"] == answer["image"]["height"] == 4200
+    assert "decoded at 1/8 of its size (525x525" in answer["image"]["scaling"]
+    assert answer["image"]["scaling"].startswith("8-bit values divided by 255")
+    assert small.status_code == 200
+    assert answer["probabilities"]["pneumonia"] == pytest.approx(small.json()["probabilities"]["pneumonia"], abs=1e-6)
+
+
+def test_a_progressive_jpeg_png_or_dicom_over_the_pixel_limit_is_refused_with_the_reason(server, tmp_path):
+    import pydicom
+
+    dicom = write_dicom(tmp_path / "big.dcm", np.zeros((28, 28), np.uint8))
+    ds = pydicom.dcmread(dicom)
+    ds.Rows = ds.Columns = 5000  # what the header says is what counts
+    ds.save_as(dicom)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        progressive = http.post("/v1/models/pneu-lora/predict", content=big_jpeg(progressive=True))
+        png = http.post("/v1/models/pneu-lora/predict", content=big_png())
+        dcm = http.post("/v1/models/pneu-lora/predict", content=dicom.read_bytes(), headers={"X-Filename": "big.dcm"})
+    assert progressive.status_code == png.status_code == dcm.status_code == 413
+    message = progressive.json()["error"]
+    assert "4200x4200" in message and "progressive JPEG" in message and "--max-pixels" in message
+    for refused, size in ((png, "9000x9000"), (dcm, "5000x5000")):
+        assert size in refused.json()["error"] and "only a baseline JPEG" in refused.json()["error"]
+        assert "downscale" in refused.json()["error"]
 
 
 def test_a_stalled_body_is_let_go_with_408(server):

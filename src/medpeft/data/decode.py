@@ -28,7 +28,8 @@ or :func:`set_max_image_pixels`; both set Pillow's value, so Pillow's own check 
 Every failure raises :class:`medpeft.data.base.DataError` naming the path and the problem
 (:class:`~medpeft.data.base.ImageTooLarge` above the limit, :class:`~medpeft.data.base.UnsupportedImage`
 for bytes in no format Pillow or pydicom reads). :func:`decode_image` decodes bytes held in memory
-(an HTTP upload) the same way, without writing them anywhere.
+(an HTTP upload) the same way, without writing them anywhere; :func:`open_pillow` reads only a
+Pillow image's header (its size before decoding).
 Decoding is done by third-party libraries that raise many exception types for bad files (OSError,
 ValueError, SyntaxError, struct.error, AttributeError, ...), so decoding calls are wrapped broadly
 and the original error is quoted in the message.
@@ -154,7 +155,7 @@ _PILLOW_OPEN = threading.Lock()
 def _read_pillow(source, path) -> np.ndarray:
     """Decode ``source`` (a path or a binary file object) with Pillow; ``path`` names it in errors."""
     try:
-        with _open_pillow(source, path, max_image_pixels()) as image:
+        with open_pillow(source, path, max_image_pixels()) as image:
             image.load()  # decodes now, so truncated files fail here and not in a worker
             return _pillow_to_array(image, path)
     except DataError:
@@ -163,11 +164,17 @@ def _read_pillow(source, path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode the image ({type(err).__name__}: {err})") from None
 
 
-def _open_pillow(source, path, limit: int | None):
-    """Pillow's lazy image (header read, pixels not yet decoded), refused above ``limit``.
+def open_pillow(source, path, limit: int | None):
+    """Open ``source`` (a path or a binary file object) with Pillow, reading only its header.
 
-    ``limit`` is Pillow's own MAX_IMAGE_PIXELS, under which Pillow warns and above twice of which
-    it raises; both become the same DataError as a DICOM over the limit.
+    Returns Pillow's lazy image (use it as a context manager): its size, mode and format are
+    known, its pixels are decoded on ``load()``, so a caller can check the size or prepare a
+    reduced decode first (``medpeft serve`` uses Pillow's JPEG ``draft`` mode). ``path`` names
+    the file in errors. Refused before any pixel is decoded: bytes in no format Pillow reads
+    (:class:`UnsupportedImage`) and an image whose width x height is above ``limit`` (None: no
+    limit here), with the same :class:`ImageTooLarge` as a DICOM over the limit. Pillow itself
+    refuses an image above twice its ``MAX_IMAGE_PIXELS`` (:func:`max_image_pixels`): that too is
+    an ``ImageTooLarge`` when ``limit`` is given, else a :class:`DataError`.
     """
     from PIL import Image, UnidentifiedImageError
 

@@ -12,10 +12,13 @@
 Every failure is a JSON ``{"error": message}`` with a 4xx status that says whose it is: 400 a
 body without an image, 401 a missing or wrong API key, 404 an unknown model, 408 a body that did
 not arrive within ``--body-timeout-s``, 413 an upload over ``--max-upload-mb`` or an image over
-``--max-pixels`` (refused from its header, before decoding: decompression bombs), 415 bytes in no
-image format medpeft reads, 422 an image that cannot be decoded (truncated, corrupt), 503 a full
-queue or uploads in flight over ``--max-inflight-mb``. A client that disconnects mid-body is
-counted as 499 and logged in one line. A 500 is a bug.
+``--max-pixels`` (refused from its header, before decoding: decompression bombs; a baseline JPEG
+is decoded at a reduced size instead, :func:`medpeft.serve.inputs.decode_reduced`), 415 bytes in
+no image format medpeft reads, 422 an image that cannot be decoded (truncated, corrupt), 503 a
+full queue or uploads in flight over ``--max-inflight-mb``. A client that disconnects at any
+point before its answer (mid-body, or while its request waits for a decode slot, is decoded,
+waits for the model or its explanation: :class:`~medpeft.serve.upload.ClientWatch`) is counted
+as 499 and logged in one line. A 500 is a bug.
 
 Memory is bounded whatever is uploaded: bodies by ``--max-inflight-mb`` in total, decoding by
 ``--max-pixels`` per image and ``--max-decodes`` at once (an asyncio semaphore); after decoding
@@ -53,10 +56,10 @@ from ..data.decode import decode_image
 from ..inference.explain import display_image, overlay
 from .batcher import Batcher, Overloaded
 from .config import ServeConfig
-from .inputs import input_warnings, read_header
+from .inputs import NotReducible, decode_reduced, input_warnings, read_header
 from .pool import AdapterPool, ServedRun
 from .stats import Stats
-from .upload import CLIENT_GONE, BytesInFlight, Held, Upload, UploadError, read_upload
+from .upload import CLIENT_GONE, BytesInFlight, ClientWatch, Held, Upload, UploadError, read_upload
 
 log = logging.getLogger("medpeft.serve")
 
@@ -126,19 +129,26 @@ def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: st
 
     @app.post("/v1/models/{name}/predict", dependencies=[guard])
     async def predict(name: str, request: Request, explain: bool = False):
-        start, status = time.perf_counter(), 500
+        start, status, watch = time.perf_counter(), 500, None
         try:
             run = _served(pool, name)
             with inflight.hold() as held:
                 upload = await _read(request, config, held)
+                watch = ClientWatch(request)  # from here on a disconnect is seen wherever the request waits
                 if config.save_uploads:
                     await run_in_threadpool(_save, upload, Path(config.save_uploads))
-                async with decodes:  # at most max_decodes images are being decoded at once
+                # at most max_decodes images are being decoded at once; a running decode is not cut short
+                await watch.race(decodes.acquire(), "while its image waited to be decoded")
+                try:
+                    watch.check("before its image was decoded")
                     prepared = await run_in_threadpool(_prepare, run, upload, config, explain)
+                finally:
+                    decodes.release()
+                watch.check("while its image was decoded")
                 filename = upload.filename
                 del upload  # the body's bytes go now, not when the answer is sent
             try:
-                scores = await batcher.submit(name, prepared.inputs)
+                scores = await watch.race(batcher.submit(name, prepared.inputs), "while it waited for the model")
             except Overloaded as err:
                 raise ApiError(503, str(err), {"Retry-After": "1"}) from None
             answer = {"model": name, **run.predictor.outputs.record(scores),
@@ -146,17 +156,24 @@ def create_app(pool: AdapterPool, config: ServeConfig | None = None, api_key: st
                                 "scaling": prepared.scaling},
                       "warnings": prepared.warnings}
             if explain:
-                answer["explanation"] = await batcher.run_alone(_explain, run, prepared.inputs, scores, prepared.view)
+                answer["explanation"] = await watch.race(
+                    batcher.run_alone(_explain, run, prepared.inputs, scores, prepared.view),
+                    "while its explanation was computed")
+            watch.check("before its answer was sent")
             status = 200
             return answer
-        except ApiError as err:
+        except (ApiError, UploadError) as err:
             status = err.status
             if status == CLIENT_GONE:
                 client = request.client.host if request.client else "?"
-                log.warning("client %s went away: %s (%s %s; counted as 499)", client, err.message,
+                log.warning("client %s went away: %s (%s %s; counted as 499)", client, err,
                             request.method, request.url.path)
+            if isinstance(err, UploadError):
+                raise ApiError(err.status, str(err), err.headers) from None
             raise
         finally:
+            if watch is not None:
+                watch.close()
             stats.request(name if name in pool.runs else "", status, time.perf_counter() - start)
 
     return app
@@ -177,29 +194,37 @@ async def _read(request: Request, config: ServeConfig, held: Held) -> Upload:
 
 
 def _prepare(run: ServedRun, upload: Upload, config: ServeConfig, explain: bool) -> Prepared:
-    """Decode as training does (the serving pixel limit checked on the header first), then the
-    run's transform; keeps only what the answer needs."""
+    """Decode as training does (the serving pixel limit checked on the header first: a baseline
+    JPEG above it is decoded at a reduced size, anything else refused), then the run's transform;
+    keeps only what the answer needs."""
     header = read_header(upload.data, upload.filename)
-    limit = config.max_pixels
-    if header is not None and limit is not None and header.width * header.height > limit:
-        size = run.predictor.config.backbone.img_size
-        raise ApiError(413, f"{upload.filename}: the image is {header.width}x{header.height} = "
-                            f"{header.width * header.height:,} pixels, above this server's limit of {limit:,} "
-                            f"(medpeft serve --max-pixels), so it was not decoded; the model looks at "
-                            f"{size}x{size} pixels: downscale the image before sending it")
+    limit, img_size = config.max_pixels, run.predictor.config.backbone.img_size
+    scaling = header.scaling if header else "unknown"
     try:
-        image = decode_image(upload.data, upload.filename)
+        if header is not None and limit is not None and header.width * header.height > limit:
+            try:
+                image, reduction = decode_reduced(upload.data, upload.filename, limit, img_size)
+            except NotReducible as why:
+                raise ApiError(413, f"{upload.filename}: the image is {header.width}x{header.height} = "
+                                    f"{header.width * header.height:,} pixels, above this server's limit of "
+                                    f"{limit:,} (medpeft serve --max-pixels), so it was not decoded ({why}); the "
+                                    f"model looks at {img_size}x{img_size} pixels: downscale the image before "
+                                    "sending it") from None
+            size = header.height, header.width  # the upload's own size; the model saw the reduced image
+            scaling += (f"; a {header.width}x{header.height} JPEG above the server's pixel limit, decoded at "
+                        f"1/{reduction} of its size ({image.shape[1]}x{image.shape[0]}, libjpeg's DCT scaling)")
+        else:
+            image = decode_image(upload.data, upload.filename)
+            size = image.shape[:2]
     except ImageTooLarge as err:
         raise ApiError(413, str(err)) from None
     except UnsupportedImage as err:
         raise ApiError(415, str(err)) from None
     except DataError as err:
         raise ApiError(422, str(err)) from None
-    img_size = run.predictor.config.backbone.img_size
     warnings = input_warnings(image, run.reference, img_size)
     view = display_image(image, img_size) if explain else None
-    return Prepared(run.predictor.prepare(image), image.shape[0], image.shape[1],
-                    header.scaling if header else "unknown", warnings, view)
+    return Prepared(run.predictor.prepare(image), *size, scaling, warnings, view)
 
 
 def _explain(run: ServedRun, inputs: torch.Tensor, scores: np.ndarray, view: np.ndarray) -> dict:

@@ -15,7 +15,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # address to listen on; 0.0.0.0 listens on every interface (put TLS and a firewall in front)
     port: int = 8000  # TCP port
     max_upload_mb: float = 20.0  # largest upload accepted, in MiB (413 above, read no further)
-    max_pixels: int | None = 16_777_216  # largest width x height decoded (413 above, read from the header before decoding); the default, 4096 x 4096, is far above any model's input and bounds a decode's memory to ~0.5 GiB; None: the process-wide limit ($MEDPEFT_MAX_IMAGE_PIXELS, else Pillow's 89,478,485)
+    max_pixels: int | None = 16_777_216  # largest width x height decoded (413 above, read from the header before decoding; a baseline JPEG above it is decoded at 1/2-1/8 of its size instead); the default, 4096 x 4096, is far above any model's input and bounds a decode's memory to ~0.5 GiB; None: the process-wide limit ($MEDPEFT_MAX_IMAGE_PIXELS, else Pillow's 89,478,485)
     max_decodes: int = 2  # images decoded at once; the others wait their turn (each decode peaks at ~17 (grey) to ~28 (RGB) bytes per pixel)
     max_inflight_mb: float = 256.0  # request bodies held at once, in MiB (a declared Content-Length counts in full); 503 with Retry-After beyond
     body_timeout_s: float = 30.0  # a request body must arrive within this many seconds (408 after: stalled clients let go)

@@ -2,6 +2,13 @@
 (refused above the serving pixel limit before a pixel is decoded), how its values were scaled to
 [0, 1], and warnings when it is far from the run's training images.
 
+A baseline JPEG above the serving pixel limit (a camera photo) is not refused but decoded at 1/2,
+1/4 or 1/8 of its size by libjpeg's DCT scaling (Pillow's ``draft`` mode, :func:`decode_reduced`):
+the largest reduction that keeps both sides at least the model's input size, so the model still
+downscales and never upscales. That decode holds only the reduced image (a 9000 x 9000 photo: 8 MiB
+at 1/8 instead of ~330 MiB in full). Other formats, and progressive JPEGs (libjpeg keeps all their
+coefficients whatever the output size), are refused above the limit.
+
 Scaling (``scaling`` in the response) follows :mod:`medpeft.data.decode`: 8-bit images are
 divided by 255, 16-bit by 65535; a DICOM goes through its VOI LUT or window when the file has
 one, else it is stretched by its own min-max (so the same pixels as a DICOM without a window and
@@ -22,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.decode import DICOM_SUFFIXES, _open_pillow
+from ..data.base import DataError
+from ..data.decode import DICOM_SUFFIXES, max_image_pixels, open_pillow
 
 REFERENCE_IMAGES = 256  # training images measured per run for the intensity reference
 FAR = 4.0  # how many spreads (standard deviations) from the training images' statistics is "far"
@@ -34,6 +42,7 @@ class Header:
     width: int
     height: int
     scaling: str  # how decoding maps the stored values to [0, 1]
+    format: str = ""  # Pillow's format name (JPEG, PNG, ...) or DICOM
 
 
 def read_header(data: bytes, name: str) -> Header | None:
@@ -42,8 +51,8 @@ def read_header(data: bytes, name: str) -> Header | None:
     try:
         if data[128:132] == b"DICM" or Path(name).suffix.lower() in DICOM_SUFFIXES:
             return _dicom_header(data, force=data[128:132] != b"DICM")
-        with _open_pillow(io.BytesIO(data), name, None) as image:
-            return Header(*image.size, _pillow_scaling(image.mode))
+        with open_pillow(io.BytesIO(data), name, None) as image:
+            return Header(*image.size, _pillow_scaling(image.mode), image.format or "")
     except Exception:  # noqa: BLE001 - a bad file is reported by decode_image with its reason
         return None
 
@@ -76,7 +85,47 @@ def _dicom_header(data: bytes, force: bool) -> Header:
                    "(a PNG of the same pixels is divided by 255 instead and can score differently)")
     if photometric == "MONOCHROME1":
         scaling += ", inverted (MONOCHROME1)"
-    return Header(int(ds.Columns), int(ds.Rows), scaling)
+    return Header(int(ds.Columns), int(ds.Rows), scaling, "DICOM")
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"  # start of image, then the first marker
+
+
+class NotReducible(Exception):
+    """An image over the serving pixel limit that cannot be decoded at a reduced size (the reason)."""
+
+
+def decode_reduced(data: bytes, name: str, limit: int, min_side: int) -> tuple[np.ndarray, int]:
+    """A baseline JPEG decoded at 1/2, 1/4 or 1/8 of its size (Pillow's ``draft``): the largest
+    reduction that keeps both sides at least ``min_side``; (image in [0, 1] as decoding gives it,
+    the reduction). :class:`NotReducible` when the file is not a baseline JPEG or the reduced image
+    would still be above ``limit`` pixels; :class:`DataError` when it cannot be decoded."""
+    from PIL import JpegImagePlugin
+
+    if not data.startswith(JPEG_MAGIC):  # a PNG, TIFF, DICOM ... (Pillow may not even open it)
+        raise NotReducible("only a baseline JPEG can be decoded at a reduced size")
+    with open_pillow(io.BytesIO(data), name, max_image_pixels()) as image:
+        if not isinstance(image, JpegImagePlugin.JpegImageFile):
+            raise NotReducible("only a baseline JPEG can be decoded at a reduced size")
+        if image.info.get("progressive") or image.info.get("progression"):
+            raise NotReducible("a progressive JPEG cannot be decoded at a reduced size within the memory bound")
+        width, height = image.size
+        reduction = next((s for s in (8, 4, 2) if min(width // s, height // s) >= min_side), 1)
+        reduced = -(-width // reduction) * -(-height // reduction)
+        if reduction == 1:
+            raise NotReducible(f"at half its size a side would be below the model's input of {min_side} px")
+        if reduced > limit:
+            raise NotReducible(f"even at 1/{reduction} of its size it would be {reduced:,} pixels")
+        if image.draft(image.mode, (min_side, min_side)) is None or image.size[0] * image.size[1] > limit:
+            raise NotReducible("Pillow cannot decode this JPEG at a reduced size")
+        try:
+            image.load()
+            if image.mode not in ("L", "RGB"):  # CMYK, YCbCr: to RGB, as decoding does
+                image = image.convert("RGB")
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
+            raise DataError(f"{name}: cannot decode the image ({type(err).__name__}: {err})") from None
+        return np.ascontiguousarray(pixels), reduction  # Pillow picks the same reduction from (min_side, min_side)
 
 
 def _first(value) -> str:

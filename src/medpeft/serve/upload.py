@@ -16,6 +16,11 @@ reading, so 40 clients that declare 20 MB and stall cannot park 800 MB: beyond t
 get 503 with ``Retry-After``); a body must arrive within ``body_timeout_s`` (408, and its bytes
 are let go); a client that disconnects mid-body is a 499 (:class:`UploadError` with status 499),
 never a server error.
+
+After the body, :class:`ClientWatch` watches the connection for the rest of the request's life
+(waiting for a decode slot, decoding, waiting for the model, the explanation): a client that
+disconnects there is a 499 too, and what it waited for is given up where that is safe (a queued
+request leaves the batcher's queue; a decode already running finishes, to keep its slot honest).
 """
 from __future__ import annotations
 
@@ -79,6 +84,53 @@ class Held:
     def release(self) -> None:
         self.budget.held -= self.bytes
         self.bytes = 0
+
+
+class ClientWatch:
+    """Watches one request's connection after its body has arrived (the ASGI ``receive`` then only
+    says ``http.disconnect``): :meth:`race` gives up an awaitable when the client leaves first,
+    :meth:`check` asks between steps. Both raise :class:`UploadError` 499 naming the step."""
+
+    def __init__(self, request: Request):
+        self.request, self.loop = request, asyncio.get_running_loop()
+        self.since = self.loop.time()
+        self.task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> bool:
+        try:
+            while (await self.request.receive())["type"] != "http.disconnect":
+                pass  # nothing else comes after the body; a disconnect is what we wait for
+        except Exception:  # noqa: BLE001 - a server that cannot tell: never count the client as gone
+            return False
+        return True
+
+    @property
+    def gone(self) -> bool:
+        return self.task.done() and not self.task.cancelled() and self.task.result()
+
+    def check(self, step: str) -> None:
+        if self.gone:
+            raise UploadError(CLIENT_GONE, f"the client disconnected {step}, "
+                                           f"{self.loop.time() - self.since:.2f} s after its body arrived")
+
+    async def race(self, awaitable, step: str):
+        """``await awaitable``, unless the client disconnects first: then it is cancelled and 499 raised."""
+        work = asyncio.ensure_future(awaitable)
+        work.add_done_callback(lambda task: task.cancelled() or task.exception())  # never "not retrieved"
+        try:
+            done, _ = await asyncio.wait({work, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done and not self.gone:
+                await asyncio.wait({work})  # the watch itself ended without a disconnect: just wait
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        if not work.done():  # the client left first (the watch ended with a disconnect)
+            work.cancel()  # cancel-safe where used: a semaphore's acquire, a queued request, an executor job
+            self.check(step)
+        return work.result()
+
+    def close(self) -> None:
+        self.task.cancel()
 
 
 @dataclass
