@@ -70,13 +70,18 @@ def read_card(checkpoint: Path) -> dict:
 def publish_files(name: str, files: dict[str, Path]) -> Path:
     """Copy ``files`` (name in the cache -> file to copy) into the cached folder ``name``, replacing
     what it held. The files are copied beside it first and then moved in, so a half-copied set
-    never stands under the name."""
+    never stands under the name, and a failed copy (a full disk) removes the half-copied folder and
+    leaves what the name held."""
     target = checkpoint_dir(name)
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for file_name, source in files.items():
-        shutil.copy2(source, tmp / file_name)
+    try:
+        for file_name, source in files.items():
+            shutil.copy2(source, tmp / file_name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

@@ -4,20 +4,20 @@
 state dict is the whole autoencoder with MAE's keys (timm ViT encoder + ``decoder_*`` +
 ``mask_token``); :func:`medpeft.models.load_pretrained` drops the decoder. Beside it,
 ``checkpoint-<epoch>.json`` says how it was made (data, epochs, sizes, loss curve, speed) and
-which ``medpeft finetune`` flags rebuild the same backbone. Files are written atomically.
+which ``medpeft finetune`` flags rebuild the same backbone. Files are written atomically: a
+failed write leaves no temporary file and the file as it was, and says which path failed.
 :class:`PretrainedCheckpoint` is the named cache's view of a pretraining (made once, reused:
 :mod:`medpeft.runtime.named_cache`).
 """
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..serialization import load_json, save_json
+from ..serialization import atomic_write, load_json, save_json
 from ..models.cache import publish_files, read_card
 from ..runtime.named_cache import CachedModel
 from ..runtime.rundir import METRICS
@@ -27,12 +27,11 @@ CARD_FORMAT = "medpeft-mae/1"
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: PretrainConfig, epoch: int, card: dict) -> Path:
-    """Write ``path`` (.pth) and its card (.json) beside it; ``epoch`` counts from 1."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``path`` (.pth) and its card (.json) beside it; ``epoch`` counts from 1. A failed write
+    (full disk, read-only folder, a file where a folder should be) is one ``OSError`` naming the
+    path, and leaves no temporary file (``serialization.atomic_write``)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": state, "epoch": epoch, "config": config.to_dict()}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save({"model": state, "epoch": epoch, "config": config.to_dict()}, tmp))
     save_json(path.with_suffix(".json"), card)
     return path
 

@@ -36,7 +36,7 @@ from ..data import DataSplits, load_dataset
 from ..data.transforms import build_transform
 from ..models.backbones import create_backbone
 from ..runtime.metrics import macro_auroc
-from ..serialization import atomic_write_text
+from ..serialization import atomic_write, atomic_write_text
 from .config import PretrainConfig
 from .mae import MaskedAutoencoderViT
 from .simclr import SimCLR
@@ -52,7 +52,7 @@ def load_probe_data(config: PretrainConfig) -> DataSplits:
     train, backbone = config.train, config.backbone
     try:
         splits = load_dataset(train.probe, data_root=config.data.data_root, fraction=train.probe_fraction,
-                              skip_bad=config.data.skip_bad)
+                              skip_bad=config.data.skip_bad, allow_overlap=config.data.allow_overlap)
     except (ValueError, FileNotFoundError) as err:
         raise ValueError(f"probe {train.probe!r}: {err}") from None
     labels = np.asarray(splits.train.labels)
@@ -230,7 +230,6 @@ def save_probe_figure(history: list[dict], path: Path, title: str = "") -> Path:
         right.set_ylabel("held-out loss", color="tab:orange")
     if title:
         axis.set_title(title, fontsize=9)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"),
+                 suffix=f".tmp{path.suffix}")  # a failed write leaves no temporary file
     return path

@@ -11,6 +11,8 @@ One engine for grids and searches:
   method) whose trials (a space-filling start, then TPE) are pruned by ASHA or Hyperband. When a
   search has its trials, the best configuration's seeds are enqueued in the final stage and
   scored on test (a chosen value at the edge of its range is warned about and in the records).
+  A search whose validation split has one class has no AUROC to rank by: it stops at its first
+  trial and its cells are listed as failed with the reason (:mod:`.trials`, ``NoValidationAUROC``).
 
 Every trial is one ordinary run directory (``<dir>/runs/...``), so ``medpeft eval`` works on
 any of them, and its metrics (without history) are stored with the trial, so a report can be
@@ -43,8 +45,8 @@ from .reuse import find_donor, finished_runs
 from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter,
                      search_sampler, searched_cell)
 from .spec import Cell, StudyConfig, cells, search_space, with_params
-from .trials import (GRACE, HEARTBEAT, claim_lock, duplicate_of, failed_cells, reap_dead, requeue,
-                     run_trial)
+from .trials import (BLOCKED, GRACE, HEARTBEAT, auroc_objective, blocked, claim_lock, duplicate_of, failed_cells,
+                     reap_dead, requeue, run_trial, shown_auroc)
 
 POLL = 2.0  # seconds between looks at the storage while waiting for other workers
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
@@ -154,8 +156,14 @@ class Engine:
                 out += members
         return out
 
-    def all_final_known(self) -> bool:
-        return len(self.final_cells()) == len(self.cells)
+    def all_final_known(self) -> bool:  # a blocked search (blocked_searches) has no result to wait for
+        return all(not self.searched(m[0]) or self.search_result(g) is not None or blocked(self.search_study(g))
+                   for g, m in self.groups().items())
+
+    def blocked_searches(self) -> dict[str, str]:
+        """Searches that cannot rank their trials (group -> why: ``trials.NoValidationAUROC``)."""
+        return {g: why for g, m in self.groups().items() if self.study.search and self.searched(m[0])
+                and (why := blocked(self.search_study(g)))}
 
     # -- preparing ----------------------------------------------------------------------------
     def enqueue_missing(self, retry_failed: bool = False) -> int:
@@ -164,7 +172,10 @@ class Engine:
         loop within it)."""
         trials = self.final.get_trials(deepcopy=False)
         live = {t.user_attrs.get("cell") for t in trials if t.state in LIVE}
-        if not retry_failed:
+        if retry_failed:  # a blocked search is tried once more (its data may have been fixed)
+            for group in self.blocked_searches():
+                self.search_study(group).set_user_attr(BLOCKED, "")
+        else:
             live |= {t.user_attrs.get("cell") for t in trials if t.state == TrialState.FAIL
                      and t.user_attrs.get("error") and not t.user_attrs.get("duplicate_of")}
         added, warned = 0, set()
@@ -210,7 +221,8 @@ class Engine:
         waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
         seconds = [t.user_attrs["seconds"] for t in trials if t.state == TrialState.COMPLETE
                    and "seconds" in t.user_attrs and not t.user_attrs.get("reused_from")]  # a copy takes ~0 s
-        return Progress(total=len(self.cells), done=len(done), failed=len(failed_cells(trials)), running=running,
+        failed = len(failed_cells(trials)) + sum(len(self.groups()[g]) for g in self.blocked_searches())
+        return Progress(total=len(self.cells), done=len(done), failed=failed, running=running,
                         waiting=waiting, mean_seconds=sum(seconds) / len(seconds) if seconds else None)
 
     def records(self) -> list[dict]:
@@ -257,8 +269,9 @@ class Engine:
                 "pretraining": pretraining}
 
     def failures(self) -> list[tuple[str, str]]:
-        """(cell, error) of every failed cell, sorted (see ``trials.failed_cells``)."""
-        return sorted(failed_cells(self.final.get_trials(deepcopy=False)).items())
+        """(cell, error) of every failed cell, sorted (``trials.failed_cells``); (search <group>, why)."""
+        blocked_ones = [(f"search {group}", why) for group, why in self.blocked_searches().items()]
+        return sorted(failed_cells(self.final.get_trials(deepcopy=False)).items()) + blocked_ones
 
     # -- working ---------------------------------------------------------------------------
     def work(self, *, stop_when_idle: bool = True) -> int:
@@ -335,7 +348,7 @@ class Engine:
             if not self.searched(cell):
                 continue
             study = self.search_study(group)
-            if not needs_trials(study, self.study.search.trials):
+            if blocked(study) or not needs_trials(study, self.study.search.trials):
                 continue
             with self.claiming():
                 trial = study.ask()
@@ -374,16 +387,14 @@ class Engine:
         return self._reuse_index
 
     def objective(self, metrics: dict, search: bool) -> float:
-        """The trial's value: the best validation AUROC."""
-        return (max(h["val_auroc"] for h in metrics["history"] if "val_auroc" in h) if search
-                else metrics["val"]["auroc"])
+        """The trial's value: the validation AUROC (``trials.auroc_objective``)."""
+        return auroc_objective(metrics, search)
 
     def result_line(self, cell: Cell, metrics: dict) -> str:
-        return f"test AUROC {metrics['test']['auroc']:.4f}, val {metrics['val']['auroc']:.4f}"
+        return f"test AUROC {metrics['test']['auroc']:.4f}, val {shown_auroc(metrics['val']['auroc'])}"
 
     def _cell(self, key: str) -> Cell | None:
         for cell in self.final_cells():
             if cell.key == key:
                 return cell
         return None
-

@@ -12,11 +12,23 @@ by Optuna's heartbeat (no beat for ``GRACE`` seconds; :func:`heartbeat` beats wh
 runs). Its trial is then failed and enqueued again with the same cell, params and run directory
 (:func:`requeue`), so the run resumes from its last checkpoint. A failed trial keeps its error
 and does not stop the study (:func:`run_trial`); the next ``study run`` retries it.
+
+A validation split with one class (no finding with both classes) has no AUROC; a fine-tuning run
+then chooses its epoch by validation loss (``train/finetuning.py`` ``selection``). A final cell
+on such data is still a result: its trial completes with the value -inf (no validation AUROC)
+and a note saying why. A search cannot rank its trials without a validation AUROC (their losses
+are not comparable with AUROCs, nor, under searched loss settings, with each other), so a search
+trial stops at its first validation with :class:`NoValidationAUROC`: the trial fails with a
+message naming the data and fraction, the search is marked blocked with it (:data:`BLOCKED`,
+in the search study, so every worker sees it), no further trial of it is started, its cells are
+listed as failed with that message, and the rest of the study goes on. The next ``study run``
+tries the search once more (the data may have been fixed).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -41,10 +53,49 @@ from .spec import Cell
 HEARTBEAT = 20  # seconds between heartbeats of a running trial
 GRACE = 120  # a trial with no heartbeat for this long is considered dead (other machines)
 KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
+BLOCKED = "blocked"  # a search study's user attr: why no trial of it can be ranked ("" or absent: none)
+NO_AUROC_NOTE = ("no validation AUROC (the validation split has one class): the best epoch was chosen by "
+                 "validation loss; the trial's value is -inf")
 
 
 class LostClaim(RuntimeError):
     """Our trial was finished by another process while we ran it."""
+
+
+class NoValidationAUROC(Exception):
+    """A search trial's validation split has no AUROC (one class): the search cannot rank it."""
+
+
+def no_auroc_message(cell: Cell) -> str:
+    return (f"the validation split of {cell.dataset} at fraction {cell.fraction:g} has one class (no label with "
+            f"both classes): a search needs a validation AUROC to compare its trials, and a validation loss is "
+            f"not comparable with it; give the validation split images of every class, or run {cell.method} "
+            f"without a search space (a grid cell chooses its epoch by validation loss)")
+
+
+def auroc_objective(metrics: dict, search: bool) -> float:
+    """A classifier trial's value: a search trial's best validation AUROC (none:
+    :class:`NoValidationAUROC`), a final cell's validation AUROC (-inf when it has none)."""
+    if not search:
+        return metrics["val"]["auroc"] if _defined(metrics["val"]["auroc"]) else -math.inf
+    scores = [h["val_auroc"] for h in metrics["history"] if _defined(h.get("val_auroc"))]
+    if not scores:
+        raise NoValidationAUROC()
+    return max(scores)
+
+
+def shown_auroc(value) -> str:
+    return f"{value:.4f}" if _defined(value) else "none (one class: epoch chosen by validation loss)"
+
+
+def _defined(value) -> bool:
+    """An AUROC that exists (metrics read from strict JSON may have ``null`` for NaN)."""
+    return value is not None and not math.isnan(value)
+
+
+def blocked(search: optuna.Study) -> str:
+    """Why the search ``search`` cannot go on (:class:`NoValidationAUROC`), or ""."""
+    return search.user_attrs.get(BLOCKED) or ""
 
 
 @contextlib.contextmanager
@@ -98,7 +149,8 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
             elif run.is_complete():
                 metrics = run.load_metrics()
             else:
-                metrics = engine.train_cell(cell, path, _progress_hook(trial, on_validation))
+                metrics = engine.train_cell(cell, path, _progress_hook(trial, on_validation, needs_auroc=search))
+            value = engine.objective(metrics, search)
         except RunInUse:  # another local worker runs this cell under another trial
             trial.set_user_attr("duplicate_of", "the run directory is in use by another worker")
             study.tell(trial, state=TrialState.FAIL)
@@ -110,6 +162,13 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
             trial.set_user_attr("note", str(pruned))
             study.tell(trial, state=TrialState.PRUNED)
             engine.console.print(f"{label(cell)}: {pruned}")
+            return
+        except NoValidationAUROC:  # the search cannot rank this trial, nor any other of it
+            message = no_auroc_message(cell)
+            trial.set_user_attr("error", message)
+            study.tell(trial, state=TrialState.FAIL)
+            study.set_user_attr(BLOCKED, message)
+            engine.console.print(f"{label(cell)} failed: {message}")
             return
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted")
@@ -126,17 +185,24 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
     record = {k: v for k, v in metrics.items() if k != "history"}
     trial.set_user_attr("record", json.loads(json.dumps(record)))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-    study.tell(trial, engine.objective(metrics, search))
+    if value == -math.inf:
+        trial.set_user_attr("note", NO_AUROC_NOTE)
+    study.tell(trial, value)
     engine.console.print(f"{label(cell)}: {engine.result_line(cell, metrics)} "
                          f"({time.perf_counter() - started:.0f} s)")
 
 
-def _progress_hook(trial: optuna.Trial, inner: Callable | None) -> Callable:
+def _progress_hook(trial: optuna.Trial, inner: Callable | None, needs_auroc: bool = False) -> Callable:
+    """Record each validation in the trial (``study status``), then call ``inner``; a validation
+    chosen by loss (``val`` has ``loss``: no AUROC) stops a trial that ``needs_auroc`` (a search's)."""
     def hook(epoch: int, val: dict) -> None:
+        shown = f"val loss {val['loss']:.3f} (no val AUROC)" if "loss" in val else f"val AUROC {val['auroc']:.3f}"
         try:
-            trial.set_user_attr("progress", f"epoch {epoch + 1}, val AUROC {val['auroc']:.3f}")
+            trial.set_user_attr("progress", f"epoch {epoch + 1}, {shown}")
         except UpdateFinishedTrialError:  # someone else closed our trial: stop, leave the checkpoint
             raise LostClaim(f"trial {trial.number} was closed by another worker") from None
+        if needs_auroc and "loss" in val:
+            raise NoValidationAUROC()
         if inner is not None:
             inner(epoch, val)
     return hook

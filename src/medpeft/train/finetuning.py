@@ -7,7 +7,8 @@ weights (by validation macro AUROC) and stop early after ``patience`` validation
 improvement. A validation split on which no label has both classes (binary: one class;
 multiclass: one class; multilabel: no finding with both positives and negatives) has no AUROC,
 so the best weights are then those of the lowest validation loss, with a warning
-(:func:`selection`); a label with one class among others that have two is left out of the macro
+(:func:`selection`; the loss comes from the same forward pass as the validation scores, so a
+validation is one pass over the split either way); a label with one class among others that have two is left out of the macro
 AUROC, with a warning too. At the end the best weights' validation scores choose each label's decision
 threshold (binary and multilabel: the one that maximises validation F1), the test split is
 scored at 0.5 and at those thresholds, and the run directory is completed
@@ -39,8 +40,8 @@ from ..methods import (Method, adapter_state_dict, count_parameters, describe_tr
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
                        autocast_for, build_model, compute_metrics, eval_loader, evaluate, load_splits, make_loader,
-                       one_class_warning, predict, resolve_device, resolve_precision, resolve_run_config, run_epochs,
-                       subgroup_metrics, validation_thresholds)
+                       one_class_warning, predict, probabilities, resolve_device, resolve_precision,
+                       resolve_run_config, run_epochs, subgroup_metrics, validation_thresholds)
 from ..runtime.build import validation_note
 from ..serialization import atomic_write
 from ..runtime.distributed import init_from_env, rank_world
@@ -93,10 +94,9 @@ class ClassifierJob(Job):
     def end_epoch(self, stats: EpochStats) -> EpochEnd:
         if not self.validates(stats):
             return EpochEnd({"epoch": stats.epoch, "train_loss": stats.loss, "lr": stats.lr, "steps": stats.steps})
-        val = evaluate(self.net, self.val_inputs, self.info, self.device, autocast=self.autocast)
+        val = self.validate()
         self.validations += 1
         if self.select_by == "loss":
-            val["loss"] = self.validation_loss()
             improved = self.best is None or val["loss"] < self.best["loss"]
         else:
             improved = self.best is None or val["auroc"] > self.best["auroc"]
@@ -116,20 +116,27 @@ class ClassifierJob(Job):
         return EpochEnd(record, text=f"{shown}val auroc {val['auroc']:.4f}  acc {val['acc']:.4f}",
                         note="*best" if improved else "", stop=stop)
 
-    @torch.no_grad()
-    def validation_loss(self) -> float:
-        """Mean training loss (no mixing) over the validation split, in eval mode."""
+    def validate(self) -> dict:
+        """The validation metrics, from one forward pass over the validation split; when the best
+        epoch is chosen by loss (:func:`selection`), also ``loss``: the mean training loss (no
+        mixing) of that same pass's logits, in eval mode."""
+        if self.select_by != "loss":
+            return evaluate(self.net, self.val_inputs, self.info, self.device, autocast=self.autocast)
         was_training = self.net.training
         self.net.eval()
-        total, count = 0.0, 0
-        for images, targets in self.val_inputs:
-            images, targets = images.to(self.device), targets.to(self.device)
-            with self.autocast or contextlib.nullcontext():
-                logits = self.net(images)
-            total += float(self.criterion(logits.float(), targets)) * len(images)
-            count += len(images)
+        scores, labels, total = [], [], 0.0
+        with torch.no_grad():
+            for images, targets in self.val_inputs:
+                with self.autocast or contextlib.nullcontext():
+                    logits = self.net(images.to(self.device, non_blocking=True))
+                total += float(self.criterion(logits.float(), targets.to(self.device))) * len(images)
+                scores.append(probabilities(logits.float(), self.info.task).cpu())  # as runtime.predict
+                labels.append(targets.reshape(len(targets), -1).long())
         self.net.train(was_training)
-        return total / max(count, 1)
+        scores, labels = torch.cat(scores).numpy(), torch.cat(labels).numpy()
+        val = compute_metrics(scores, labels, self.info.task, self.info.column_names)
+        val["loss"] = total / max(len(labels), 1)
+        return val
 
     def model_state(self) -> dict:
         return adapter_state_dict(self.model, self.method)
