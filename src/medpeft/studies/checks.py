@@ -1,7 +1,8 @@
 """Load-time checks of a study file that no dataclass of it can make (issue 27): the file's top
 level is a YAML mapping (:func:`read_study_values`, for every kind of study), a classifier study
-file has the keys it needs (:func:`check_required`), and the report's baseline is a row of the
-study (:func:`check_baseline`). ``spec.load_study`` calls them; the checks of a search space
+file has the keys it needs (:func:`check_required`), the report's baseline is a row of the
+study (:func:`check_baseline`) and its baseline backbone one of its backbones
+(:func:`check_baseline_backbone`). ``spec.load_study`` calls them; the checks of a search space
 against the cells that will run it are ``searchconfig.check_space_values``.
 """
 from __future__ import annotations
@@ -73,3 +74,13 @@ def check_baseline(study, values: dict) -> None:
     if baseline not in labels and baseline not in names:
         raise ValueError(f"report.baseline {baseline!r} is no row of the study; give one of its method labels "
                          f"({', '.join(labels)}) or method names ({', '.join(names)})")
+
+
+def check_baseline_backbone(study, labels: list[str]) -> None:
+    """A ``report.baseline_backbone`` the file gives is the label of one of the study's backbones
+    (``labels``: the backbone labels of its cells, as the report's rows name them)."""
+    wanted = study.report.baseline_backbone
+    labels = list(dict.fromkeys(labels))
+    if wanted is not None and wanted not in labels:
+        raise ValueError(f"report.baseline_backbone {wanted!r} is no backbone of the study; give one of its "
+                         f"backbone labels ({', '.join(labels)})")

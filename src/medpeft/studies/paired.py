@@ -17,9 +17,12 @@ is the mean over the drawn units of the resampled differences. AUROC is scored f
 counts by :mod:`medpeft.studies.bootstrap` (the numbers of ``runtime.metrics.macro_auroc`` on
 copies). The difference is *significant* when the CI excludes 0.
 
-:func:`paired_cells` pairs a grid's cells with the baseline row's by (seed, label subset);
-:func:`paired_table` is the report's table "Paired differences to <baseline>", :func:`paired_rows`
-its CSV.
+:func:`paired_cells` pairs a grid's cells by (seed, label subset) with the cells of the row they
+are compared with: ``by="method"``, the baseline row of the same backbone (``report.baseline``,
+e.g. FFT); ``by="backbone"``, the same method on the baseline backbone (``report.baseline_backbone``:
+a study comparing foundation models). :func:`paired_table` is the report's table "Paired
+differences to <baseline>" of either, :func:`paired_rows` its CSV (``paired-auroc.csv``,
+``paired-backbones.csv``).
 """
 from __future__ import annotations
 
@@ -112,28 +115,51 @@ def _draw(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @dataclass
 class PairedCell:
-    """One (row, column) against the baseline row: its result, or why there is none."""
+    """One (row, column) against the row it is paired with: its result, or why there is none."""
     row: tuple[str, str]  # (label, backbone)
     column: tuple[str, float]  # (dataset, fraction)
-    baseline: tuple[str, str]
+    baseline: tuple[str, str]  # the row it is paired with
     result: PairedResult | None = None
     reason: str = ""  # why there is no result
+    by: str = "method"  # one of PAIRINGS: what differs between the row and ``baseline``
+
+    @property
+    def against(self) -> str:
+        """What the row is compared with, as the report names it: the baseline row's label
+        (``by="method"``) or the baseline backbone's (``by="backbone"``)."""
+        return self.baseline[0] if self.by == "method" else self.baseline[1]
+
+    def no_cell(self) -> str:
+        """The reason when the paired row has no cell in this column."""
+        return f"no {self.against} cell" if self.by == "method" else f"no {self.row[0]} cell on {self.against}"
 
 
-def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int = 0) -> list[PairedCell]:
-    """Every cell of a row that is not its backbone's baseline row (:func:`tables.baseline_rows`)
-    against the baseline cell of its column, paired by unit: (seed, label subset), the subset
-    None when the study draws none (AUROC grids; an empty list without a baseline row)."""
+PAIRINGS = ("method", "backbone")
+
+
+def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int = 0, *,
+                 by: str = "method") -> list[PairedCell]:
+    """Every cell of a row against the cell of its column in the row it is paired with, by unit:
+    (seed, label subset), the subset None when the study draws none (AUROC grids).
+
+    ``by="method"``: ``baseline`` is a row label or method name and each row is paired with its
+    backbone's baseline row (:func:`tables.baseline_rows`); the baseline rows themselves and the
+    rows of a backbone without one are left out. ``by="backbone"``: ``baseline`` is a backbone
+    label and each row on another backbone is paired with the same method label on it; a method
+    that backbone has no row of (it does not fit its family) is left out. An empty list when
+    nothing pairs (no such row or backbone)."""
+    if by not in PAIRINGS:
+        raise ValueError(f"by must be one of {', '.join(PAIRINGS)}, got {by!r}")
     out = []
-    bases = baseline_rows(grid, baseline)
+    bases = baseline_rows(grid, baseline) if by == "method" else {}
     for row in grid.rows:
-        base = bases.get(row[1])
-        if base is None or base == row:
+        base = bases.get(row[1]) if by == "method" else (row[0], baseline)
+        if base is None or base == row or base not in grid.rows:
             continue
         for column in grid.columns:
             cell = grid.get(row, column)
             if cell is not None:
-                out.append(_paired_cell(PairedCell(row, column, base), cell, grid.get(base, column),
+                out.append(_paired_cell(PairedCell(row, column, base, by=by), cell, grid.get(base, column),
                                         n_bootstrap, seed))
     return out
 
@@ -141,13 +167,13 @@ def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int =
 def _paired_cell(paired: PairedCell, cell: GridCell, base: GridCell | None, n_bootstrap: int,
                  seed: int) -> PairedCell:
     if base is None:
-        paired.reason = f"no {paired.baseline[0]} cell"
+        paired.reason = paired.no_cell()
         return paired
     by_unit = {unit(r): r for r in base.records}
     pairs = [(r, by_unit[unit(r)]) for r in cell.records if unit(r) in by_unit]
     if not pairs:
         subsets = any("subset" in r for r in [*cell.records, *base.records])
-        paired.reason = f"no seed{' and subset' if subsets else ''} shared with {paired.baseline[0]}"
+        paired.reason = f"no seed{' and subset' if subsets else ''} shared with {paired.against}"
         return paired
     sides = [[load_predictions(r.get("run_dir")) for r in side] for side in zip(*pairs)]
     if any(p is None for side in sides for p in side):
@@ -182,11 +208,14 @@ def paired_text(paired: PairedCell) -> str:
 
 
 def paired_table(grid: Grid, cells: list[PairedCell], *, n_bootstrap: int) -> Table | None:
-    """The report's "Paired differences to <baseline>" table (None when nothing is paired)."""
+    """The report's "Paired differences to <baseline>" table (None when nothing is paired): to
+    the baseline row, or to the baseline backbone, as the cells of :func:`paired_cells` were
+    paired."""
     if not cells:
         return None
     several = len(grid.backbones) > 1
-    names = " / ".join(dict.fromkeys(c.baseline[0] for c in cells))
+    names = " / ".join(dict.fromkeys(c.against for c in cells))
+    minus = f"{names}'s" if cells[0].by == "method" else f"the same method's on {names}"
     table = Table(title=f"Paired differences to {names}: test macro AUROC (percentage points)",
                   columns=["Method"] + (["Backbone"] if several else []) + [column_title(*c) for c in grid.columns])
     rows = list(dict.fromkeys(c.row for c in cells))
@@ -205,7 +234,7 @@ def paired_table(grid: Grid, cells: list[PairedCell], *, n_bootstrap: int) -> Ta
                         else ("seeds", "seeds", "seed"))
     table.caption = "\n".join([
         f"Δ: the mean over the {what} both rows have ({units[0]}" + (f"–{units[-1]}" if len(units) > 1 else "")
-        + f") of the row's test macro AUROC minus {names}'s on the same test items, in percentage points.",
+        + f") of the row's test macro AUROC minus {minus} on the same test items, in percentage points.",
         (f"[lo, hi]: its paired 95% CI, a percentile bootstrap over {over} and test items "
          f"together ({n_bootstrap} resamples; each draws the {what} with replacement and, within each drawn "
          f"{each}, the test items with replacement, the same items for both rows)." if n_bootstrap > 0 else
@@ -219,7 +248,8 @@ PAIRED_COLUMNS = ("row", "backbone", "column", "n_units", "delta", "ci_low", "ci
 
 
 def paired_rows(cells: list[PairedCell]) -> list[list]:
-    """Rows of ``paired-auroc.csv`` (fractions, unrounded; empty values without a result)."""
+    """Rows of ``paired-auroc.csv`` or ``paired-backbones.csv`` (fractions, unrounded; empty
+    values without a result; ``row`` the method label, ``backbone`` the row's backbone)."""
     rows = []
     for c in cells:
         result = c.result

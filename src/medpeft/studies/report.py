@@ -11,6 +11,8 @@ The engine hands over one record per finished run (see :mod:`medpeft.studies.rec
 - ``paired-auroc.csv``: every row's paired difference of test AUROC to the baseline row, with its
   paired 95% CI (:mod:`medpeft.studies.paired`), also a table of ``report.md`` (when there is a
   baseline row and another row);
+- ``paired-backbones.csv``: with a baseline backbone (``report.baseline_backbone``), every row's
+  paired difference to the same method on that backbone, also a table of ``report.md``;
 - the PNG plots of :mod:`medpeft.studies.plots`.
 
 Numbers are computed once, from the records, and every file renders the same
@@ -38,6 +40,7 @@ from .tables import METRIC_TITLES, study_table
 
 TABLE_FILES = {"auroc": "table-auroc.csv", "f1": "table-f1.csv"}
 PAIRED_FILE = "paired-auroc.csv"
+PAIRED_BACKBONES_FILE = "paired-backbones.csv"
 
 
 @dataclass
@@ -50,10 +53,11 @@ class ReportFiles:
     tables: dict[str, Path] = field(default_factory=dict)  # metric -> table-<metric>.csv
     plots: list[Path] = field(default_factory=list)
     paired: Path | None = None  # paired-auroc.csv (None: no baseline row and other row to pair)
+    paired_backbones: Path | None = None  # paired-backbones.csv (None: no baseline backbone, or nothing pairs)
 
     def all(self) -> list[Path]:
         return [self.markdown, self.html, self.results_csv, self.cells_csv, *self.tables.values(),
-                *([self.paired] if self.paired else []), *self.plots]
+                *(path for path in (self.paired, self.paired_backbones) if path), *self.plots]
 
 
 def report_grids(records: list[dict], *, rows=None, n_bootstrap: int = 1000,
@@ -156,11 +160,12 @@ def _csv_text(columns, rows) -> str:
 
 def write_report(records: list[dict], out_dir: str | Path, *, title: str, command: str, baseline: str = "fft",
                  rows=None, anchors=(), note: str = "", n_bootstrap: int = 1000,
-                 bootstrap_seed: int = 0) -> ReportFiles:
+                 bootstrap_seed: int = 0, baseline_backbone: str | None = None) -> ReportFiles:
     """Write the study report of ``records`` into ``out_dir`` (see the module doc).
 
     ``baseline``: the label, else the method, of the row the differences (↑/↓, and the paired
-    differences with their CIs) are taken to;
+    differences with their CIs) are taken to; ``baseline_backbone``: a backbone label, whose
+    rows every other backbone's same method is paired with (None: no such table);
     ``rows``: row labels in the order to show (others follow in first-seen order); ``anchors``:
     published figures ``{"label", "dataset", "fraction", "metric", "value"}`` shown as their own
     rows; ``n_bootstrap``: resamples for the CI of the seed mean (0: use the runs' own CIs) and
@@ -176,13 +181,17 @@ def write_report(records: list[dict], out_dir: str | Path, *, title: str, comman
     for metric, table in tables.items():
         files.tables[metric] = out / TABLE_FILES[metric]
         atomic_write_text(files.tables[metric], table.to_csv())
-    paired = paired_cells(grids["auroc"], baseline, n_bootstrap, bootstrap_seed)
     shown = [*tables.values()]
-    if (table := paired_table(grids["auroc"], paired, n_bootstrap=n_bootstrap)) is not None:
-        shown.append(table)
-        files.paired = out / PAIRED_FILE
-        atomic_write_text(files.paired, _csv_text(PAIRED_COLUMNS, [[_csv_value(v) for v in row]
-                                                                  for row in paired_rows(paired)]))
+    pairings = [("paired", "method", baseline, PAIRED_FILE)]
+    if baseline_backbone is not None:
+        pairings.append(("paired_backbones", "backbone", baseline_backbone, PAIRED_BACKBONES_FILE))
+    for attribute, by, against, name in pairings:
+        paired = paired_cells(grids["auroc"], against, n_bootstrap, bootstrap_seed, by=by)
+        if (table := paired_table(grids["auroc"], paired, n_bootstrap=n_bootstrap)) is not None:
+            shown.append(table)
+            setattr(files, attribute, out / name)
+            atomic_write_text(out / name, _csv_text(PAIRED_COLUMNS, [[_csv_value(v) for v in row]
+                                                                     for row in paired_rows(paired)]))
     plots = [plot for grid in grids.values() for plot in plot_grid(grid, out)]
     files.plots = [path for path, _ in plots]
     others = [p.name for p in files.all() if p not in (files.markdown, files.html) and p.suffix == ".csv"]

@@ -282,7 +282,8 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
         warnings.simplefilter("always", UnreadablePredictions)
         files = write_report(records, Path(out) if out else work / "report", title=title,
                              command=command or f"medpeft study run {path} && medpeft study report {path}",
-                             baseline=baseline, rows=rows, anchors=anchors, note=note)
+                             baseline=baseline, rows=rows, anchors=anchors, note=note,
+                             baseline_backbone=study.report.baseline_backbone)
         tables = report_tables(records, title=title, baseline=baseline, rows=rows, anchors=anchors)
     _show_warnings(caught, console)
     for table in tables.values():

@@ -15,7 +15,7 @@ as one YAML file validated like every config, expanded into cells.
       - {name: lora, label: LoRA r=8, options: {rank: 8}}
     train: {epochs: 10, min_steps: 200}                   # every cell; methods/backbones override
     search: {trials: 8, space: {lora: {lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}}
-    report: {baseline: FFT, anchors: [...]}
+    report: {baseline: FFT, anchors: [...]}               # baseline_backbone: a backbone label
 
 ``subsets: 10`` (or ``{0.01: 10, 0.1: 10}``) trains every seed on K label subsets of each
 fraction below 1 (``studies/subsets.py``); the cells then name their subset.
@@ -23,8 +23,9 @@ fraction below 1 (``studies/subsets.py``); the cells then name their subset.
 A slice of a big study can name it in ``extends`` and give only the keys that differ
 (:func:`read_study_file`); ``kind: classifier`` may say what it is (``studies/kinds.py``). An
 unknown key, method, option or backbone fails when the file is loaded, with the valid names; so
-do a search range with a value its trials could not run, a report baseline that is no row, and a
-file that is empty or no mapping (``studies/checks.py``).
+do a search range with a value its trials could not run, a report baseline that is no row, a
+report baseline backbone that is no backbone label, and a file that is empty or no mapping
+(``studies/checks.py``).
 Relative paths (``data_root``, ``checkpoint``) are read from the study file's folder. Each cell
 is one ordinary fine-tuning run (:class:`medpeft.runtime.RunConfig`); its key is its readable
 name plus a digest of its config, so editing the study file gives new cells and never mixes
@@ -43,7 +44,7 @@ from ..methods import METHODS
 from ..models import BackboneConfig
 from ..pretrain import PretrainConfig
 from ..runtime import DataConfig, RunConfig, TrainConfig, run_slug
-from .checks import check_baseline, check_required, read_study_values, required_fields
+from .checks import check_baseline, check_baseline_backbone, check_required, read_study_values, required_fields
 from .kinds import take_kind
 from .subsets import subset_counts, subset_indices
 # the search part of a study file; importers of these names from here keep working
@@ -106,6 +107,7 @@ class Anchor:
 class ReportConfig:
     title: str | None = None  # default: the study's name and description
     baseline: str | None = "fft"  # row (method label or name) the ↑/↓ differences refer to
+    baseline_backbone: str | None = None  # backbone label: pair every method with itself on it (None: no table)
     anchors: list[Anchor] = field(default_factory=list)  # published figures printed beside ours
 
 
@@ -224,6 +226,7 @@ def load_study(path: str | Path) -> StudyConfig:
         config = from_dict(StudyConfig, values, where=str(path))
         check_baseline(config, values)
         grid = cells(config)  # every cell's config is built and checked here
+        check_baseline_backbone(config, [cell.backbone for cell in grid])
         check_search(config)
         check_space_values(config, grid, with_params)  # every bound through the checks its trials meet
     except (ValueError, TypeError) as err:
