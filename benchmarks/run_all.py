@@ -1,8 +1,10 @@
 """medpeft's performance, each figure measured side by side in one run (``make bench``).
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--threads N] [--json PATH] [--compile]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--threads N] [--json PATH] [--compile] [--precision bf16]
 
 0. **Precision** (printed first): what ``--precision auto`` picks on this machine and why.
+   Sections 1 and 2 time their training steps in fp32 unless ``--precision bf16`` (or ``auto``,
+   whatever it picks here) runs their forward passes under bf16 autocast, as a training run does.
 1. **Methods vs full fine-tuning**: training-step throughput (forward + backward + AdamW step,
    img/s) of every ViT method on the same backbone and batch, as a ratio to FFT, beside the
    trainable share and the training memory: weights + gradients + AdamW state + the
@@ -35,6 +37,7 @@ saved. Every figure is a measurement; nothing is hard-coded. ``--json`` (default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -60,6 +63,15 @@ NUM_OUTPUTS = 5
 SMALL = BackboneConfig("vit_tiny", img_size=28, patch_size=4, drop_path=0.0)
 LARGE = BackboneConfig("vit_small", img_size=64, patch_size=8, drop_path=0.0)
 METHODS_AT = BackboneConfig("vit_tiny", img_size=64, patch_size=8, drop_path=0.0)
+
+
+AUTOCAST: torch.dtype | None = None  # sections 1 and 2 under bf16 autocast (--precision), as a run would
+
+
+def autocast():
+    """bf16 autocast on the CPU when ``--precision`` asks for it (the training loop's own policy:
+    the forward pass under autocast, the loss in fp32), else nothing."""
+    return torch.autocast("cpu", dtype=AUTOCAST) if AUTOCAST is not None else contextlib.nullcontext()
 
 
 def interleaved_seconds(fns: dict, repeats: int) -> dict:
@@ -97,7 +109,9 @@ class Setup:
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(self.model(self.images), self.targets)
+        with autocast():
+            logits = self.model(self.images)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), self.targets)
         loss.backward()
         self.optimizer.step()
 
@@ -363,6 +377,9 @@ def main() -> None:
     parser.add_argument("--only", type=lambda t: {int(v) for v in t.split(",")}, default=None,
                         help="run only these sections, e.g. 3,4,5 (the precision line always prints)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison (default 7; quick 3)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="training steps of sections 1 and 2 in fp32 (default), bf16 autocast, or what "
+                             "--precision auto picks on this machine")
     parser.add_argument("--cache-images", type=int, default=None, help="images in section 3's epoch (default 2048)")
     args = parser.parse_args()
     if args.threads:
@@ -380,6 +397,11 @@ def main() -> None:
                "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
                "cpu_count": os.cpu_count(), "load_1min_before": load_before}
     results["precision"] = precision(console)
+    global AUTOCAST
+    steps_in = results["precision"]["auto"] if args.precision == "auto" else args.precision
+    AUTOCAST = torch.bfloat16 if steps_in == "bf16" else None
+    results["steps_precision"] = steps_in
+    console.print(f"training steps of sections 1 and 2 in {steps_in}")
     def wanted(section: int) -> bool:
         return args.only is None or section in args.only
 
