@@ -11,7 +11,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 CLASSIFIER_STUDIES = sorted(p for p in EXPERIMENTS.glob("*/study.yaml") if p.parent.name != "diffusion")
 # the low-label slices of MED-PEFT's Table 1 re-run: their ResNet-18 anchor (a 100%-label recipe)
 # is re-run in the study of all the labels, experiments/table1-full-labels
-ANCHOR_ELSEWHERE = {"demo": None, "table1": "table1-full-labels", "table1-budget-val": "table1-full-labels"}
+ANCHOR_ELSEWHERE = {"demo": None, "table1": "table1-full-labels", "table1-budget-val": "table1-full-labels",
+                    "table1-full-labels-long": "table1-full-labels"}
 
 
 def test_the_shipped_studies_are_found():
