@@ -19,14 +19,19 @@ def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, task: str, device: torch.device,
-            autocast: contextlib.AbstractContextManager | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, K), labels (N, L)) over the whole loader, in loader order."""
+            autocast: contextlib.AbstractContextManager | None = None,
+            on_logits=None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, K), labels (N, L)) over the whole loader, in loader order.
+    ``on_logits(logits, targets)``, when given, sees each batch's logits (fp32) and targets too
+    (e.g. a validation loss from the same forward pass)."""
     was_training = model.training
     model.eval()
     scores, labels = [], []
     for images, targets in loader:
         with autocast or contextlib.nullcontext():
             logits = model(images.to(device, non_blocking=True))
+        if on_logits is not None:
+            on_logits(logits.float(), targets)
         scores.append(probabilities(logits.float(), task).cpu())
         labels.append(targets.reshape(len(targets), -1).long())
     model.train(was_training)

@@ -20,7 +20,6 @@ epoch), and the same decision for every test image.
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,7 +39,7 @@ from ..methods import (Method, adapter_state_dict, count_parameters, describe_tr
                        save_adapter)
 from ..runtime import (EpochEnd, EpochStats, Job, LoopResult, LoopSettings, Plan, RunConfig, RunDir, TrainConfig,
                        autocast_for, build_model, compute_metrics, eval_loader, evaluate, load_splits, make_loader,
-                       one_class_warning, predict, probabilities, resolve_device, resolve_precision,
+                       one_class_warning, predict, resolve_device, resolve_precision,
                        resolve_run_config, run_epochs, subgroup_metrics, validation_thresholds)
 from ..runtime.build import validation_note
 from ..serialization import atomic_write
@@ -122,18 +121,14 @@ class ClassifierJob(Job):
         mixing) of that same pass's logits, in eval mode."""
         if self.select_by != "loss":
             return evaluate(self.net, self.val_inputs, self.info, self.device, autocast=self.autocast)
-        was_training = self.net.training
-        self.net.eval()
-        scores, labels, total = [], [], 0.0
-        with torch.no_grad():
-            for images, targets in self.val_inputs:
-                with self.autocast or contextlib.nullcontext():
-                    logits = self.net(images.to(self.device, non_blocking=True))
-                total += float(self.criterion(logits.float(), targets.to(self.device))) * len(images)
-                scores.append(probabilities(logits.float(), self.info.task).cpu())  # as runtime.predict
-                labels.append(targets.reshape(len(targets), -1).long())
-        self.net.train(was_training)
-        scores, labels = torch.cat(scores).numpy(), torch.cat(labels).numpy()
+        total = 0.0
+
+        def add_loss(logits: torch.Tensor, targets: torch.Tensor) -> None:
+            nonlocal total
+            total += float(self.criterion(logits, targets.to(self.device))) * len(targets)
+
+        scores, labels = predict(self.net, self.val_inputs, self.info.task, self.device, self.autocast,
+                                 on_logits=add_loss)
         val = compute_metrics(scores, labels, self.info.task, self.info.column_names)
         val["loss"] = total / max(len(labels), 1)
         return val
