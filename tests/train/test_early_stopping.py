@@ -85,3 +85,23 @@ def test_without_patience_every_epoch_runs(tmp_path, monkeypatch):
 def test_patience_must_be_at_least_one():
     with pytest.raises(ValueError, match="patience"):
         tiny_run("lora", patience=0)
+
+
+def test_early_stopping_never_ends_a_run_before_min_steps(tmp_path, monkeypatch):
+    """min_steps is the run's floor: patience runs out after epoch 2 here, but the run goes on
+    until it has taken min_steps optimiser steps, then stops at the next validation."""
+    val_aurocs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    script_validation(monkeypatch, val_aurocs)
+    plain = finetune(tiny_run("lora", epochs=len(val_aurocs), patience=1), tmp_path / "plain",
+                     console=QUIET, progress=False)
+    per_epoch = plain["history"][0]["steps"]
+    assert plain["epochs_run"] == 2  # without a floor: stopped one validation after the best
+    floor = 4 * per_epoch + 1  # more than 4 epochs of steps, so the floor is met during epoch 5
+    monkeypatch.undo()
+    script_validation(monkeypatch, val_aurocs)
+    floored = finetune(tiny_run("lora", epochs=len(val_aurocs), patience=1, min_steps=floor), tmp_path / "floored",
+                       console=QUIET, progress=False)
+    assert floored["epochs_run"] == 5
+    assert floored["history"][-1]["steps"] >= floor > floored["history"][-2]["steps"]
+    assert floored["best_epoch"] == 1  # the best is still chosen on validation
+    assert "early stopping" in (tmp_path / "floored" / "log.txt").read_text()

@@ -74,7 +74,7 @@ class TrainConfig:
     clip_grad: float | None = None  # max gradient norm (> 0); None = no clipping
     mixup: float = 0.0  # mixup's Beta(a, a) on training batches; 0 = off (MAE fine-tuning: 0.8)
     cutmix: float = 0.0  # cutmix's Beta(a, a); 0 = off (MAE fine-tuning: 1.0); with mixup, one of the two per batch
-    patience: int | None = None  # early stopping: validations without val improvement (see val_every); None = off
+    patience: int | None = None  # early stopping: validations without val improvement (see val_every), never before min_steps; None = off
     val_every: int | None = None  # validate every N epochs and after the last; None: each epoch (over 50 epochs: ~50 times)
     seed: int = 0  # seeds model init, data order, dropout and augmentation
     num_workers: int = 0  # DataLoader workers (0 = in process; raise for file datasets on GPU)

@@ -59,12 +59,13 @@ class ClassifierJob(Job):
     """What one batch and one epoch of fine-tuning do; keeps the best validated epoch's weights.
 
     Validates after every ``val_every``-th epoch and after the last; ``patience`` counts
-    validations (with ``val_every`` 1, epochs)."""
+    validations (with ``val_every`` 1, epochs). Early stopping never ends a run before
+    ``min_steps`` optimiser steps: that floor is the run's minimum length (issue 26)."""
 
     def __init__(self, model: nn.Module, method: Method, optimizer, criterion: nn.Module, val_loader: DataLoader,
                  info: DatasetInfo, device, autocast, patience: int | None, source: str, val_every: int = 1,
                  on_validation: Callable[[int, dict], None] | None = None, mixup: float = 0.0, cutmix: float = 0.0,
-                 net: nn.Module | None = None, val_inputs: DataLoader | None = None):
+                 net: nn.Module | None = None, val_inputs: DataLoader | None = None, min_steps: int | None = None):
         self.model, self.method, self.optimizer, self.criterion = model, method, optimizer, criterion
         self.val_loader, self.info, self.device, self.autocast = val_loader, info, device, autocast
         # what a batch goes through, and what validation scores: the model on images, or the
@@ -72,6 +73,7 @@ class ClassifierJob(Job):
         self.net = net if net is not None else model
         self.val_inputs = val_inputs if val_inputs is not None else val_loader
         self.patience, self.source, self.val_every = patience, source, val_every
+        self.min_steps = min_steps  # early stopping waits until the run has taken this many steps
         self.on_validation = on_validation
         self.mixup, self.cutmix = mixup, cutmix  # batch mixing of training batches (0: off)
         self.best: dict | None = None
@@ -108,7 +110,8 @@ class ClassifierJob(Job):
         if self.on_validation is not None:  # e.g. a study's pruner, which may stop the run
             self.on_validation(stats.epoch, val)
         stop = ""
-        if self.patience is not None and self.validations - self.best["validation"] >= self.patience:
+        if (self.patience is not None and self.validations - self.best["validation"] >= self.patience
+                and stats.steps >= (self.min_steps or 0)):
             stop = (f"early stopping: no val improvement in {self.patience} validation(s) "
                     f"({stats.epoch - self.best['epoch']} epochs)")
         shown = f"val loss {val['loss']:.4f}  " if "loss" in val else ""
@@ -262,7 +265,7 @@ def _train(config: RunConfig, run: RunDir, state: dict | None, console: Console,
     job = ClassifierJob(model, method, optimizer, loss_function(info.task), val_loader, info, device, autocast,
                         train.patience, source=str(run.checkpoint_path), val_every=val_every,
                         on_validation=on_validation, mixup=train.mixup, cutmix=train.cutmix, net=net,
-                        val_inputs=val_inputs)
+                        val_inputs=val_inputs, min_steps=train.min_steps)
     job.select_by, fallback = selection(splits.val.labels, info)
     if fallback:
         print_warning(console, fallback)
