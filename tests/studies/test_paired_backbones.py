@@ -168,3 +168,32 @@ def test_a_baseline_backbone_that_is_no_backbone_fails_at_load_naming_the_labels
     study = load_study(write_study(tmp_path / "ok", backbones=backbones, report={"baseline_backbone": "other"}))
     assert study.report.baseline_backbone == "other" and study.report.baseline == "fft"
     assert load_study(write_study(tmp_path / "default")).report.baseline_backbone is None
+
+
+def test_a_baseline_backbone_with_one_row_is_paired_with_every_method(tmp_path):
+    """A model trained from scratch with its own recipe is one row: every method of a pretrained
+    backbone is paired with it (e.g. "does a linear probe of SimCLR features beat a ResNet-18
+    trained from scratch on the same labels?")."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, (150, 1))
+    scratch = "ResNet-18 from scratch"
+    records = (runs(tmp_path, rng, labels, "FFT (v2 recipe)", "fft", scratch, 0.0)
+               + runs(tmp_path, rng, labels, "FFT", "fft", NEW, 0.8)
+               + runs(tmp_path, rng, labels, "Linear probe", "linear", NEW, 0.0))
+    grid = build_grid(records, "auroc", n_bootstrap=0)
+    cells = paired_cells(grid, scratch, n_bootstrap=300, by="backbone")
+    by_row = {c.row: c for c in cells}
+    assert list(by_row) == [("FFT", NEW), ("Linear probe", NEW)]
+    for (label, _), paired in by_row.items():
+        assert paired.baseline == ("FFT (v2 recipe)", scratch)
+        mine = {(r["seed"], r["subset"]): r["metrics"]["test"]["auroc"] for r in records if r["label"] == label}
+        base = {(r["seed"], r["subset"]): r["metrics"]["test"]["auroc"] for r in records if r["backbone"] == scratch}
+        assert paired.result.delta == pytest.approx(np.mean([mine[u] - base[u] for u in mine]), abs=1e-12)
+    assert by_row[("FFT", NEW)].result.significant and not by_row[("Linear probe", NEW)].result.significant
+    table = paired_table(grid, cells, n_bootstrap=300)
+    assert f"minus FFT (v2 recipe)'s on {scratch} on the same test items" in table.caption
+    # a column the single row has no cell in names that row
+    extra = records + runs(tmp_path, rng, labels, "FFT", "fft", NEW, 0.8, fraction=0.1)
+    found = {c.column[1]: c for c in paired_cells(build_grid(extra, "auroc", n_bootstrap=0), scratch,
+                                                  n_bootstrap=0, by="backbone") if c.row[0] == "FFT"}
+    assert found[0.1].reason == f"no FFT (v2 recipe) cell on {scratch}"

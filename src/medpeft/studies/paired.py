@@ -131,7 +131,8 @@ class PairedCell:
 
     def no_cell(self) -> str:
         """The reason when the paired row has no cell in this column."""
-        return f"no {self.against} cell" if self.by == "method" else f"no {self.row[0]} cell on {self.against}"
+        return (f"no {self.against} cell" if self.by == "method"
+                else f"no {self.baseline[0]} cell on {self.against}")
 
 
 PAIRINGS = ("method", "backbone")
@@ -145,15 +146,20 @@ def paired_cells(grid: Grid, baseline: str, n_bootstrap: int = 1000, seed: int =
     ``by="method"``: ``baseline`` is a row label or method name and each row is paired with its
     backbone's baseline row (:func:`tables.baseline_rows`); the baseline rows themselves and the
     rows of a backbone without one are left out. ``by="backbone"``: ``baseline`` is a backbone
-    label and each row on another backbone is paired with the same method label on it; a method
-    that backbone has no row of (it does not fit its family) is left out. An empty list when
-    nothing pairs (no such row or backbone)."""
+    label and each row on another backbone is paired with the same method label on it; when that
+    backbone has a single row (e.g. a model trained from scratch with its own recipe), every row
+    is paired with that row; otherwise a method that backbone has no row of (it does not fit its
+    family) is left out. An empty list when nothing pairs (no such row or backbone)."""
     if by not in PAIRINGS:
         raise ValueError(f"by must be one of {', '.join(PAIRINGS)}, got {by!r}")
     out = []
     bases = baseline_rows(grid, baseline) if by == "method" else {}
+    own = [row for row in grid.rows if row[1] == baseline]
     for row in grid.rows:
-        base = bases.get(row[1]) if by == "method" else (row[0], baseline)
+        if by == "method":
+            base = bases.get(row[1])
+        else:
+            base = own[0] if len(own) == 1 and row[1] != baseline else (row[0], baseline)
         if base is None or base == row or base not in grid.rows:
             continue
         for column in grid.columns:
@@ -215,7 +221,12 @@ def paired_table(grid: Grid, cells: list[PairedCell], *, n_bootstrap: int) -> Ta
         return None
     several = len(grid.backbones) > 1
     names = " / ".join(dict.fromkeys(c.against for c in cells))
-    minus = f"{names}'s" if cells[0].by == "method" else f"the same method's on {names}"
+    if cells[0].by == "method":
+        minus = f"{names}'s"
+    elif all(c.baseline[0] == c.row[0] for c in cells):
+        minus = f"the same method's on {names}"
+    else:  # the baseline backbone's single row
+        minus = " / ".join(dict.fromkeys(f"{c.baseline[0]}'s on {c.baseline[1]}" for c in cells))
     table = Table(title=f"Paired differences to {names}: test macro AUROC (percentage points)",
                   columns=["Method"] + (["Backbone"] if several else []) + [column_title(*c) for c in grid.columns])
     rows = list(dict.fromkeys(c.row for c in cells))

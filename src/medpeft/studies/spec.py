@@ -107,7 +107,7 @@ class Anchor:
 class ReportConfig:
     title: str | None = None  # default: the study's name and description
     baseline: str | None = "fft"  # row (method label or name) the ↑/↓ differences refer to
-    baseline_backbone: str | None = None  # backbone label: pair every method with itself on it (None: no table)
+    baseline_backbone: str | None = None  # backbone label: pair every method with itself on it, or with its one row (None: no table)
     anchors: list[Anchor] = field(default_factory=list)  # published figures printed beside ours
 
 
