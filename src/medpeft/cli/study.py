@@ -3,6 +3,7 @@ alike; the study file says which kind it is (``studies/runner.py`` ``kind_of``).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from . import common
@@ -11,7 +12,7 @@ from . import common
 def cmd_study_run(args: argparse.Namespace) -> int:
     from ..studies.runner import run_study
 
-    code = run_study(args.study, workers=args.workers, storage=args.storage, work_dir=args.dir,
+    code = run_study(args.study, workers=args.workers, storage=storage_of(args), work_dir=args.dir,
                      threads=args.threads, console=common.console)
     if args.report:
         cmd_study_report(args)
@@ -21,7 +22,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 def cmd_study_worker(args: argparse.Namespace) -> int:
     from ..studies.runner import run_worker
 
-    return run_worker(args.study, storage=args.storage, work_dir=args.dir, threads=args.threads,
+    return run_worker(args.study, storage=storage_of(args), work_dir=args.dir, threads=args.threads,
                       worker_id=args.id, console=common.console)
 
 
@@ -31,7 +32,7 @@ def cmd_study_report(args: argparse.Namespace) -> int:
     also = getattr(args, "also", None) or []
     command = args.command_line if args.study_command == "run" else " && ".join(
         [f"medpeft study run {shlex.quote(str(study))}" for study in [args.study, *also]] + [args.command_line])
-    report_study(args.study, storage=args.storage, work_dir=args.dir, out=getattr(args, "out", None),
+    report_study(args.study, storage=storage_of(args), work_dir=args.dir, out=getattr(args, "out", None),
                  console=common.console, fmt=getattr(args, "format", "table"), command=command, also=also,
                  title=getattr(args, "title", None))
     return 0
@@ -40,15 +41,24 @@ def cmd_study_report(args: argparse.Namespace) -> int:
 def cmd_study_status(args: argparse.Namespace) -> int:
     from ..studies.runner import study_status
 
-    study_status(args.study, storage=args.storage, work_dir=args.dir, console=common.console)
+    study_status(args.study, storage=storage_of(args), work_dir=args.dir, console=common.console)
     return 0
+
+
+def storage_of(args: argparse.Namespace) -> str | None:
+    """``--storage``, else ``$MEDPEFT_STORAGE`` (a URL with a password stays off command lines,
+    where ``ps`` shows it; `study run` hands it to its workers this way), else None (SQLite)."""
+    from ..studies.supervise import STORAGE_ENV
+
+    return args.storage or os.environ.get(STORAGE_ENV) or None
 
 
 def study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study file (experiments/<study>/study.yaml) or its folder; its `kind:` "
                                       "(classifier or diffusion) says what its cells are")
     parser.add_argument("--storage", help="database URL shared by all workers, e.g. postgresql://user:pw@host/db "
-                                          "(default: a SQLite file study.db in the study's folder)")
+                                          "(default: $MEDPEFT_STORAGE, which keeps a password off the command "
+                                          "line; else a SQLite file study.db in the study's folder)")
     parser.add_argument("--dir", help="folder for the storage file, runs and logs (default: the study file's folder)")
 
 
@@ -61,7 +71,9 @@ def add_commands(commands) -> None:
                                        "study makes its base model and judge first); the same command "
                                        "elsewhere joins a shared --storage")
     study_arguments(run)
-    run.add_argument("--workers", type=common.positive_int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--workers", type=common.positive_int, default=1,
+                     help="local worker processes (default 1); capped, with a warning, to the cores and to the "
+                          "memory available at ~600 MiB each")
     run.add_argument("--threads", type=common.positive_int,
                      help="torch threads per worker (default: cores / workers)")
     run.add_argument("--report", action="store_true", help="write the report when the study is done")

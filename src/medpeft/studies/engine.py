@@ -18,9 +18,10 @@ Every trial is one ordinary run directory (``<dir>/runs/...``), so ``medpeft eva
 any of them, and its metrics (without history) are stored with the trial, so a report can be
 made from the storage alone. The storage is a SQLite file in the study's folder by default,
 or any database URL (``postgresql://...``): workers on other machines then join the same study.
+Opening it, and waiting through database outages, is :mod:`.storage`.
 
 This module holds :class:`Engine` (which cells there are, the queue, the worker loop, status and
-records) and the storage; one trial's life, kill-safe (claim lock, heartbeat, re-queueing the
+records); one trial's life, kill-safe (claim lock, heartbeat, re-queueing the
 trials of dead workers), is in :mod:`.trials`; reusing the runs of other studies in
 :mod:`.reuse`.
 """
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -45,8 +45,9 @@ from .reuse import find_donor, finished_runs
 from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter,
                      search_sampler, searched_cell)
 from .spec import Cell, StudyConfig, cells, search_space, with_params
-from .trials import (BLOCKED, GRACE, HEARTBEAT, auroc_objective, blocked, claim_lock, duplicate_of, failed_cells,
-                     reap_dead, requeue, run_trial, shown_auroc)
+from .storage import open_storage, storage_url
+from .trials import (BLOCKED, auroc_objective, blocked, claim_lock, duplicate_of, failed_cells,
+                     reap_dead, run_trial, shown_auroc)
 
 POLL = 2.0  # seconds between looks at the storage while waiting for other workers
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
@@ -54,38 +55,6 @@ LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used.*")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def storage_url(work_dir: Path, url: str | None) -> str:
-    """The storage URL: a SQLite file in the study folder by default; ``postgresql://`` URLs use
-    the psycopg (3) driver that medpeft installs."""
-    if url is None:
-        return f"sqlite:///{(work_dir / 'study.db').resolve()}"
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def shown_url(url: str) -> str:
-    """A storage URL with its password hidden."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        rest = f"{user}:***@{rest.split('@', 1)[1]}"
-    return scheme + sep + rest
-
-
-def open_storage(url: str) -> RDBStorage:
-    """An Optuna RDB storage with heartbeats; an unreachable database is one clear error."""
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                          heartbeat_stale_trial_callback=requeue)
-    except Exception as err:  # sqlalchemy's OperationalError, ArgumentError, ImportError of a driver
-        reason = str(err).splitlines()[0][:200]
-        raise ValueError(f"cannot open the study storage {shown_url(url)}: {reason}") from None
 
 
 @dataclass

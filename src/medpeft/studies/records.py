@@ -5,7 +5,8 @@ A record is a plain dict::
 
     {"dataset": "PneumoniaMNIST", "fraction": 0.01, "method": "lora", "label": "LoRA r=8",
      "backbone": "vit_tiny", "seed": 0, "variant": {"rank": 8}, "run_dir": "runs/...",
-     "metrics": {...}}   # the run's metrics.json without "history"
+     "metrics": {...}}   # the run's metrics.json without "history", plus the torch thread
+                         # counts that trained it ("threads", "interop_threads": trials.thread_setup)
 
 Every metric a report shows is read through the accessors below, in this one place, so a
 renamed key in ``metrics.json`` is one edit here.
@@ -87,6 +88,15 @@ def still_improving(record: dict) -> bool:
     metrics = record["metrics"]
     best, run = metrics.get("best_epoch"), metrics.get("epochs_run")
     return best is not None and run is not None and int(best) >= int(run)
+
+
+def threads(record: dict) -> tuple:
+    """The torch thread counts that trained the run (``threads``, ``interop_threads``; a number,
+    or ``"2, then 1"`` for a run resumed under another count): results repeat bit for bit only at
+    the same counts (docs/studies.md, "What repeats exactly"). (None, None) for a run recorded
+    before they were (or copied from another study)."""
+    metrics = record["metrics"]
+    return metrics.get("threads"), metrics.get("interop_threads")
 
 
 METRIC_OF = {"auroc": auroc, "f1": f1}

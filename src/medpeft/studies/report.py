@@ -91,7 +91,7 @@ def report_tables(records: list[dict], *, title: str = "", baseline: str = "fft"
 RESULT_COLUMNS = ("dataset", "fraction", "label", "method", "backbone", "seed")
 METRIC_COLUMNS = ("auroc", "auroc_ci95_lo", "auroc_ci95_hi", "f1", "f1_threshold", "acc", "val_auroc",
                   "one_class", "steps", "not_a_result", "best_epoch", "epochs_run", "trainable_params",
-                  "total_params", "train_size", "wall_time_s", "run_dir")
+                  "total_params", "train_size", "wall_time_s", "threads", "interop_threads", "run_dir")
 
 
 def results_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -116,7 +116,7 @@ def results_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                   metrics.get("val", {}).get("auroc"), rec.one_class(r), rec.steps(r),
                   " ".join(rec.not_a_result(r)), metrics.get("best_epoch"), metrics.get("epochs_run"),
                   metrics.get("trainable_params"), metrics.get("total_params"), metrics.get("train_size"),
-                  metrics.get("wall_time_s"), r.get("run_dir")]
+                  metrics.get("wall_time_s"), *rec.threads(r), r.get("run_dir")]
         rows.append([_csv_value(v) for v in values])
     return columns, rows
 

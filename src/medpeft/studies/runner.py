@@ -12,13 +12,14 @@ until it has, then their workers claim cells from the same queue.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -32,8 +33,11 @@ from .engine import POLL, Engine, Progress
 from .grid import UnreadablePredictions
 from .kinds import StudyKind, study_kind, work_dir_of
 from .spec import load_study, read_study_file
+from .storage import finished_run_folders, missing_runs, missing_runs_message, shown_url, sqlite_file, started_engine
+from .supervise import RunLock, Workers, cores, interrupts, plan_workers, poll_interval, running_line, supervised
 
 PREPARED = "prepared"  # study user attr set once its cells are enqueued
+PREPARING = "preparing"  # study user attr {"by": worker, "at": time} set by the starter that created it
 WORKER_COMMAND = ("study", "worker")  # what `study run` starts N of, for every kind
 
 CLASSIFIER = StudyKind(name="classifier", load=load_study, engine=Engine)
@@ -52,17 +56,30 @@ def kind_of(path: str | Path) -> StudyKind:
 
 
 def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
-    """Enqueue the study's cells once, however many starters race to do it."""
+    """Enqueue the study's cells once, however many starters race to do it: the one that creates
+    the study marks it as being prepared (:data:`PREPARING`) and the others wait for it (up to
+    ``wait`` s); a study that exists unprepared with no one preparing it (created by an older
+    ``status``, or its starter died) is prepared by this starter."""
     name, storage = engine.study.name, engine.storage
+    if getattr(storage, "found_empty", False):
+        runs = finished_run_folders(engine.work_dir)
+        print_warning(console, f"{sqlite_file(engine.url)} was empty (0 bytes): the study starts afresh; its "
+                      f"{runs} finished run folder(s) in {engine.work_dir / 'runs'} are taken as they are, "
+                      f"without training them again")
     try:
         optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=False)
+        engine.final.set_user_attr(PREPARING, {"by": engine.worker, "at": time.time()})
         creator = True
     except optuna.exceptions.DuplicatedStudyError:
         creator = False
     study = engine.final
-    if not creator:
+    if not creator and not study.user_attrs.get(PREPARED):
+        if not _being_prepared(study.user_attrs, wait):  # maybe its creator has not marked it yet
+            time.sleep(POLL)
+            study = optuna.load_study(study_name=name, storage=storage)
         deadline = time.monotonic() + wait
-        while not study.user_attrs.get(PREPARED) and time.monotonic() < deadline:
+        while (not study.user_attrs.get(PREPARED) and _being_prepared(study.user_attrs, wait)
+               and time.monotonic() < deadline):
             time.sleep(POLL)  # another starter is enqueueing the cells
             study = optuna.load_study(study_name=name, storage=storage)
     engine.reap()
@@ -71,71 +88,105 @@ def prepare(engine: Engine, console: Console, wait: float = 120.0) -> None:
         engine.final.set_user_attr(PREPARED, True)
     if added:
         console.print(f"enqueued {added} cell(s)")
+    missing = missing_runs(engine)
+    if missing:
+        print_warning(console, missing_runs_message(missing, engine.work_dir))
+
+
+def _being_prepared(attrs: dict, wait: float) -> bool:
+    """Whether a starter marked the study as being prepared less than ``wait`` s ago."""
+    mark = attrs.get(PREPARING)
+    return isinstance(mark, dict) and time.time() - float(mark.get("at", 0)) < wait
 
 
 def run_study(path: str | Path, *, workers: int = 1, storage: str | None = None,
               work_dir: str | Path | None = None, threads: int | None = None,
               console: Console | None = None, kind: StudyKind | None = None) -> int:
-    """Run every missing or failed cell with ``workers`` local processes; 0 when all are done."""
+    """Run every missing or failed cell with ``workers`` local processes; 0 when all are done.
+    One run per study folder and machine (``supervise.RunLock``: a second is refused, naming the
+    first); ``workers`` is capped to the cores and memory (``supervise.plan_workers``); the workers
+    stop when this process dies or is interrupted (SIGINT, SIGTERM), and a failed one is named with
+    its log (``studies/supervise.py``)."""
     console = console or make_console()
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     kind = kind or kind_of(path)
     study = kind.load(path)
     work = work_dir_of(path, work_dir)
-    engine = kind.engine(study, work, storage, console=console)
-    started = time.time()
-    console.print(f"study {study.name}: {len(engine.cells)} cells, storage {engine_url(engine)}, runs in {work}")
-    engine.ensure_pretrained()
-    prepare(engine, console)
-    status = engine.progress()
-    if status.done == status.total:
-        return summary(engine, console, time.time() - started)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = [_spawn(path, work, storage, index, threads, logs) for index in range(workers)]
-    try:
-        _watch(engine, procs, console, started)
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.wait()
-        raise
-    return summary(engine, console, time.time() - started)
+    workers, why = plan_workers(workers)
+    with RunLock(work, study.name, workers):
+        engine = kind.engine(study, work, storage, console=console)
+        started = time.time()
+        console.print(f"study {study.name}: {len(engine.cells)} cells, storage {engine_url(engine)}, runs in {work}")
+        if why:
+            print_warning(console, why)
+        engine.ensure_pretrained()
+        prepare(engine, console)
+        status = engine.progress()
+        if status.done == status.total:
+            return summary(engine, console, time.time() - started)
+        threads = threads or max(1, cores() // workers)
+        logs = work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        procs = _spawn(path, work, storage, workers, threads, logs)
+        try:
+            with interrupts():
+                _watch(engine, procs.procs, console, started)
+        except KeyboardInterrupt:
+            stopped = procs.stop()
+            console.print(f"stopped {stopped} worker(s); their cells are queued again: run the same command to "
+                          "resume (finished cells and epochs are kept)")
+            raise
+        finally:
+            procs.close()
+        return summary(engine, console, time.time() - started, procs.failures())
 
 
 def engine_url(engine: Engine) -> str:
-    from .engine import shown_url
     return shown_url(engine.url)
 
 
-def _spawn(path, work: Path, storage: str | None, index: int, threads: int, logs: Path) -> subprocess.Popen:
-    """One ``medpeft study worker`` process (it reads the study's kind from the file itself)."""
-    command = [sys.executable, "-m", "medpeft.cli", *WORKER_COMMAND, str(path), "--dir", str(work),
-               "--threads", str(threads), "--id", str(index + 1)]
-    if storage:
-        command += ["--storage", storage]
-    log = open(logs / f"worker-{index + 1}.log", "a")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def _spawn(path, work: Path, storage: str | None, count: int, threads: int, logs: Path) -> Workers:
+    """``count`` processes of ``medpeft study worker`` (each reads the study's kind from the file
+    itself; the storage URL goes through ``$MEDPEFT_STORAGE``, never the command line)."""
+    procs = Workers()
+    procs.start([sys.executable, "-m", "medpeft.cli", *WORKER_COMMAND, str(path), "--dir", str(work),
+                 "--threads", str(threads)], logs, count, storage)
+    return procs
 
 
 def _watch(engine: Engine, procs: list[subprocess.Popen], console: Console, started: float) -> None:
-    """One live line per local worker until they exit (a line per finished cell off a terminal)."""
+    """One live line per local worker until they exit (a line per finished cell off a terminal).
+    The storage is read at most every :func:`poll_interval` (a share of one core, however slow
+    the storage), and a worker's exit is seen at once."""
     pids = {f"{socket.gethostname()}:{p.pid}": index + 1 for index, p in enumerate(procs)}
+
+    def look() -> Progress:
+        nonlocal interval
+        cpu = time.process_time()
+        status = engine.progress()
+        interval = poll_interval(time.process_time() - cpu, POLL)
+        return status
+
+    def wait() -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            next(p for p in procs if p.poll() is None).wait(timeout=interval)
+
+    interval = POLL
     if console.is_terminal:
         with Live(console=console, refresh_per_second=1, transient=False) as live:
             while any(p.poll() is None for p in procs):
-                live.update(_lines(engine.progress(), pids, procs, started))
-                time.sleep(POLL)
+                live.update(_lines(look(), pids, procs, started))
+                wait()
             live.update(_lines(engine.progress(), pids, procs, started))
         return
     last = None
     while any(p.poll() is None for p in procs):
-        status = engine.progress()
+        status = look()
         if (status.done, status.failed) != last:
             last = (status.done, status.failed)
             console.print(_headline(status, len(procs), started))
-        time.sleep(POLL)
+        wait()
 
 
 def _headline(status: Progress, workers: int, started: float) -> str:
@@ -153,7 +204,8 @@ def _lines(status: Progress, pids: dict[str, int], procs, started: float) -> Gro
     for worker, index in sorted(pids.items(), key=lambda item: item[1]):
         attrs = by_worker.get(worker)
         if procs[index - 1].poll() is not None:
-            text = "finished"
+            code = procs[index - 1].returncode
+            text = "finished" if code == 0 else f"failed (exit {code}; see logs/worker-{index}.log)"
         elif attrs is None:
             text = "waiting for work"
         else:
@@ -166,15 +218,23 @@ def _lines(status: Progress, pids: dict[str, int], procs, started: float) -> Gro
     return Group(*lines)
 
 
-def summary(engine: Engine, console: Console, seconds: float) -> int:
+def summary(engine: Engine, console: Console, seconds: float, failed_workers: list[str] = ()) -> int:
+    """What finished and what failed (cells, and workers that died: their error and log); 0 when
+    every cell is done and no worker failed."""
     status = engine.progress()
     console.print(f"study {engine.study.name}: {status.done}/{status.total} cells done in {seconds:.0f} s")
     failures = engine.failures()
     for cell, error in failures:
         print_error(console, f"{cell}: {error}", "failed")
-    if failures:
+    for text in failed_workers:
+        print_error(console, text, "worker failed")
+    if failed_workers:
+        print_error(console, f"{len(failed_workers)} worker(s) failed ({status.done}/{status.total} cells done); "
+                             "fix the cause shown in their logs and run the same command again (finished cells "
+                             "and epochs are kept)")
+    elif failures:
         console.print("run the same command again to retry the failed cells (finished ones are kept)")
-    return 0 if status.done == status.total else 1
+    return 0 if status.done == status.total and not failed_workers else 1
 
 
 def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
@@ -186,26 +246,37 @@ def run_worker(path: str | Path, *, storage: str | None = None, work_dir: str | 
     if threads:
         torch.set_num_threads(threads)
     console = console or make_console()
-    kind = kind or kind_of(path)
-    study = kind.load(path)
-    engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
-    ran = engine.work()
+    with supervised():  # SIGINT/SIGTERM: the trial is queued again; the parent's death stops it
+        kind = kind or kind_of(path)
+        study = kind.load(path)
+        engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
+        ran = engine.work()
     console.print(f"worker {worker_id or engine.worker}: ran {ran} trial(s)")
     return 0
 
 
 def study_status(path: str | Path, *, storage: str | None = None, work_dir: str | Path | None = None,
                  console: Console | None = None, kind: StudyKind | None = None) -> Progress:
+    """Print (and return) what is done, running, waiting and failed. Read-only: a study that is not
+    in its storage yet is said to be "not started" (it is not created), an empty or corrupt SQLite
+    file is named, and finished cells whose run folder is gone are counted."""
     console = console or make_console()
     kind = kind or kind_of(path)
     study = kind.load(path)
-    engine = kind.engine(study, work_dir_of(path, work_dir), storage, console=console)
+    work = work_dir_of(path, work_dir)
+    engine, why = started_engine(kind, study, work, storage, console)
+    if engine is None:
+        console.print(why)
+        total = len(kind.engine.make_cells(types.SimpleNamespace(work_dir=work), study))  # uses only work_dir
+        return Progress(total=total, done=0, failed=0, running=[], waiting=0, mean_seconds=None)
     status = engine.progress()
     console.print(f"study {study.name}: {status.done}/{status.total} done, {len(status.running)} running, "
                   f"{status.waiting} waiting, {status.failed} failed")
+    missing = missing_runs(engine)
+    if missing:
+        print_warning(console, missing_runs_message(missing, work))
     for attrs in status.running:
-        console.print(f"  running: {attrs.get('label', attrs.get('cell'))} on {attrs.get('worker')} — "
-                      f"{attrs.get('progress', 'starting')}")
+        console.print(f"  {running_line(attrs)}")  # a dead worker's cell is marked as such
     for cell, error in engine.failures():
         print_error(console, f"{cell}: {error}", "failed")
     return status
@@ -258,7 +329,17 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
     from .report import report_tables, write_report
 
     console = console or make_console()
-    if (kind or kind_of(path)) is not CLASSIFIER:
+    kind = kind or kind_of(path)
+    for where in [path, *also]:  # read-only: a study not in its storage is not created by its report
+        other = kind if where is path else CLASSIFIER
+        engine, why = started_engine(other, other.load(where), work_dir_of(where, work_dir if where is path else None),
+                                     storage if where is path else None, console)
+        if engine is None:
+            raise ValueError(f"nothing to report: {why}")
+        missing = missing_runs(engine)
+        if missing:
+            print_warning(console, missing_runs_message(missing, engine.work_dir))
+    if kind is not CLASSIFIER:
         return _report_diffusion(path, storage=storage, work_dir=work_dir, out=out, console=console, fmt=fmt,
                                  command=command, also=also, title=title)
     study = load_study(path)

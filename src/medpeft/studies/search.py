@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from .searchconfig import SearchConfig, distribution, search_space
 from .spec import Cell, StudyConfig, with_params
+from .trials import VALIDATED
 
 EDGE = 0.05  # a chosen value this close to a bound (share of the range, log-scale if log) is at the edge
 
@@ -81,13 +82,22 @@ def searched_cell(study: StudyConfig, cell: Cell, trial: optuna.Trial) -> Cell:
 
 
 def pruning_reporter(trial: optuna.Trial) -> Callable[[int, dict], None]:
-    """The ``on_validation`` hook of a search trial: reports each validation AUROC (ASHA's
-    resource is validations) and prunes the trial when the pruner says so."""
-    validations = []
+    """The ``on_validation`` hook of a search trial: reports each validation AUROC at its
+    validation's number in the trial's life (ASHA's resource is validations) and prunes the trial
+    when the pruner says so. The epochs reported are kept in the trial (``trials.VALIDATED``), so a
+    trial resumed after its worker died (``trials.resume_in_place``) continues its steps where it
+    stopped, and a validation repeated after the resume (the kill fell between it and its
+    checkpoint) keeps its step and is reported once."""
+    validated = [int(e) for e in trial.user_attrs.get(VALIDATED, [])]
 
     def report(epoch: int, val: dict) -> None:
-        validations.append(val["auroc"])
-        trial.report(val["auroc"], step=len(validations))
+        if epoch not in validated:
+            validated.append(epoch)
+            trial.set_user_attr(VALIDATED, validated)  # before the value: a kill between them repeats this step
+        step = validated.index(epoch) + 1
+        with warnings.catch_warnings():  # a repeated validation: Optuna keeps the first value (the same one)
+            warnings.filterwarnings("ignore", message=".*is already reported.*")
+            trial.report(val["auroc"], step=step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val AUROC {val['auroc']:.4f})")
     return report

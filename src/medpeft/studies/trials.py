@@ -6,12 +6,23 @@ Claims: Optuna's WAITING -> RUNNING update claims a trial atomically on PostgreS
 :func:`claim_lock` serialises claims. A cell enqueued twice (by two starters at once) is run
 once: :func:`duplicate_of` finds the copy that yields.
 
-Kill-safe: a worker killed at any point (SIGKILL included) leaves its trial RUNNING. On this
-machine a dead worker is recognised at once (its process is gone, :func:`reap_dead`); elsewhere
+Kill-safe: a worker killed at any point (SIGKILL included) leaves its trial RUNNING. A trial
+records who runs it (``supervise.identity``: host, pid, a random token, the PID namespace). A
+dead worker of this machine's PID namespace is recognised at once (its process is gone,
+:func:`reap_dead`); one of another machine or container (same hostname, other namespace)
 by Optuna's heartbeat (no beat for ``GRACE`` seconds; :func:`heartbeat` beats while a trial
-runs). Its trial is then failed and enqueued again with the same cell, params and run directory
-(:func:`requeue`), so the run resumes from its last checkpoint. A failed trial keeps its error
-and does not stop the study (:func:`run_trial`); the next ``study run`` retries it.
+runs). A final cell's trial is then failed and enqueued again with the same cell, params and run
+directory (:func:`requeue`), so the run resumes from its last checkpoint. A search trial whose
+worker died on this machine (or was interrupted) goes back to the queue as itself
+(:func:`resume_in_place`): same number, params, intermediate values and pruner rungs, so its steps
+continue from the validations it reached, the pruner judges it as if it had never stopped, and
+later trials draw what they would have drawn uninterrupted (samplers and Hyperband brackets go by
+trial number). A failed trial keeps its error and does not stop the study (:func:`run_trial`);
+the next ``study run`` retries it.
+
+Each training attempt records its torch thread counts (``threads``, ``interop_threads``:
+:func:`thread_setup`) in its trial and record: float sums depend on them, so results repeat bit
+for bit only at the same counts (docs/studies.md, "What repeats exactly").
 
 A validation split with one class (no finding with both classes) has no AUROC; a fine-tuning run
 then chooses its epoch by validation loss (``train/finetuning.py`` ``selection``). A final cell
@@ -27,18 +38,20 @@ tries the search once more (the data may have been fixed).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
-import os
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import optuna
+import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
 try:
@@ -49,10 +62,14 @@ except ImportError:  # pragma: no cover - not POSIX
 from ..runtime import RunDir, RunInUse
 from .reuse import copy_run
 from .spec import Cell
+from .supervise import identity, liveness
 
 HEARTBEAT = 20  # seconds between heartbeats of a running trial
 GRACE = 120  # a trial with no heartbeat for this long is considered dead (other machines)
-KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir")
+KEPT_ON_RETRY = ("cell", "stage", "group", "params", "run_dir", "threads", "interop_threads")
+THREADS = ("threads", "interop_threads")  # torch's thread counts, recorded per trial (thread_setup)
+VALIDATED = "validated"  # a search trial's user attr: the epochs (0-based) it reported, in order (search.py)
+KEPT_IN_PLACE = (*KEPT_ON_RETRY, VALIDATED, "retry_of", "resumed", "interrupted")  # a search trial put back
 BLOCKED = "blocked"  # a search study's user attr: why no trial of it can be ranked ("" or absent: none)
 NO_AUROC_NOTE = ("no validation AUROC (the validation split has one class): the best epoch was chosen by "
                  "validation loss; the trial's value is -inf")
@@ -133,12 +150,12 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
     with its record, PRUNED, or FAIL with its error (an interrupted one is queued again). What a
     cell is comes from ``engine`` (an :class:`~.engine.Engine`): ``donor``, ``train_cell``,
     ``objective``, ``result_line``."""
-    for name, value in {"host": socket.gethostname(), "pid": os.getpid(), "worker": engine.worker,
+    for name, value in {**identity(), "worker": engine.worker,
                         "run_dir": str(run_dir), "started": time.time(), "cell": cell.key,
                         "label": label(cell)}.items():
         trial.set_user_attr(name, value)
     path = engine.work_dir / run_dir
-    started = time.perf_counter()
+    started, setup = time.perf_counter(), {}  # setup: the thread counts that trained the run (thread_setup)
     with heartbeat(engine.storage, trial._trial_id):
         try:
             run = RunDir(path)
@@ -148,7 +165,11 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
                 trial.set_user_attr("reused_from", str(donor))
             elif run.is_complete():
                 metrics = run.load_metrics()
+                setup = {k: trial.user_attrs[k] for k in THREADS if k in trial.user_attrs}
             else:
+                setup = thread_setup(trial.user_attrs)
+                for name, value in setup.items():
+                    trial.set_user_attr(name, value)
                 metrics = engine.train_cell(cell, path, _progress_hook(trial, on_validation, needs_auroc=search))
             value = engine.objective(metrics, search)
         except RunInUse:  # another local worker runs this cell under another trial
@@ -171,10 +192,8 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
             engine.console.print(f"{label(cell)} failed: {message}")
             return
         except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted")
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-            study.tell(trial, state=TrialState.FAIL)
-            requeue(study, frozen)  # the next `study run` resumes it
+            retry(study, engine.storage, frozen, "interrupted")  # the next `study run` resumes it
             raise
         except Exception as err:  # recorded with its error; the study goes on
             message = f"{type(err).__name__}: {err}"
@@ -182,7 +201,7 @@ def run_trial(engine, study: optuna.Study, trial: optuna.Trial, cell: Cell, run_
             study.tell(trial, state=TrialState.FAIL)
             engine.console.print(f"{label(cell)} failed: {message}")
             return
-    record = {k: v for k, v in metrics.items() if k != "history"}
+    record = {**{k: v for k, v in metrics.items() if k != "history"}, **setup}
     trial.set_user_attr("record", json.loads(json.dumps(record)))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
     if value == -math.inf:
@@ -209,28 +228,102 @@ def _progress_hook(trial: optuna.Trial, inner: Callable | None, needs_auroc: boo
 
 
 def reap_dead(study: optuna.Study, storage: RDBStorage) -> int:
-    """Fail the RUNNING trials of ``study`` whose worker on this machine is dead and enqueue
-    them again; fail those of other machines whose heartbeat went stale (Optuna's callback
-    re-queues them). Returns how many of this machine's were reaped."""
-    host, reaped = socket.gethostname(), 0
+    """Fail the RUNNING trials of ``study`` whose worker is known dead and enqueue them again:
+    those whose worker ran in this machine's PID namespace and whose process is gone
+    (``supervise.liveness``); fail those of other machines and containers whose heartbeat went
+    stale (Optuna's callback re-queues them). Returns how many were reaped by their process."""
+    reaped = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        if attrs.get("host") == host and attrs.get("pid") and not _alive(int(attrs["pid"])):
-            storage.set_trial_user_attr(trial._trial_id, "error", "worker process died")
-            study.tell(trial.number, state=TrialState.FAIL)
-            requeue(study, trial)
-            reaped += 1
+        if not _alive(trial.user_attrs):
+            reaped += retry(study, storage, trial, "worker process died")
     with contextlib.suppress(Exception):
-        optuna.storages.fail_stale_trials(study)  # other machines: no heartbeat for GRACE s
+        optuna.storages.fail_stale_trials(study)  # other machines and containers: no heartbeat for GRACE s
     return reaped
 
 
 def requeue(study: optuna.Study, trial) -> None:
     """Enqueue a failed trial again: same params, same cell and run directory (so it resumes).
-    Also Optuna's callback for trials whose heartbeat went stale."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ON_RETRY}
+    Also Optuna's callback for trials whose heartbeat went stale (it has failed them). A failed
+    search trial cannot continue as itself, so its copy restarts from scratch in a run directory
+    of its own (a resumed run under a new trial would report its late epochs as early steps)."""
+    kept = KEPT_ON_RETRY if not is_search(study) else [k for k in KEPT_ON_RETRY if k not in ("run_dir", *THREADS)]
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in kept}
     attrs["retry_of"] = trial.number
     study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def retry(study: optuna.Study, storage: RDBStorage, trial, why: str) -> bool:
+    """Queue a RUNNING trial whose run stopped (its worker died, or was interrupted) to be resumed:
+    a search trial goes back to the queue as itself (:func:`resume_in_place`); a final cell's
+    trial is failed with ``why`` and enqueued again as a new trial (:func:`requeue`: its cell
+    is its identity). False when another worker got there first."""
+    if is_search(study):
+        return resume_in_place(study, trial, why)
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "error", why)
+        study.tell(trial.number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError, RuntimeError):  # finished by another worker meanwhile
+        return False
+    requeue(study, trial)
+    return True
+
+
+def is_search(study: optuna.Study) -> bool:
+    return ":search:" in study.study_name  # search.open_search names them so
+
+
+def resume_in_place(study: optuna.Study, trial, why: str) -> bool:
+    """Put the RUNNING search trial ``trial`` back in the queue as itself: WAITING again, with its
+    number, params, intermediate values and pruner rungs (system attrs), so the next worker to
+    ask resumes it (Optuna returns a suggested param as it is) and neither the pruner nor the
+    sampler of any later trial sees that it stopped. One atomic UPDATE, only while the trial is
+    still in the attempt ``trial`` shows (RUNNING, same start): of two reapers one moves it, and
+    a trial claimed again meanwhile is left alone. Its heartbeat and the dead attempt's user
+    attrs (worker identity, progress; all but :data:`KEPT_IN_PLACE`) go with it, so no one
+    takes the next attempt for dead before it records its own. Optuna's storage API has no
+    RUNNING -> WAITING compare-and-set, hence its tables (pinned Optuna; tests/studies/
+    test_search_retry.py)."""
+    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's _CachedStorage
+    table, trial_id = models.TrialModel, trial._trial_id
+    with _create_scoped_session(backend.scoped_session) as session:
+        moved = session.query(table).filter(
+            table.trial_id == trial_id, table.state == TrialState.RUNNING,
+            table._datetime_start_utc.in_(_stored_times(trial.datetime_start))
+        ).update({table.state: TrialState.WAITING}, synchronize_session=False)
+        if moved:
+            session.query(models.TrialHeartbeatModel).filter(
+                models.TrialHeartbeatModel.trial_id == trial_id).delete(synchronize_session=False)
+            attrs = models.TrialUserAttributeModel
+            session.query(attrs).filter(attrs.trial_id == trial_id, attrs.key.notin_(KEPT_IN_PLACE)).delete(
+                synchronize_session=False)
+    if not moved:
+        return False
+    with contextlib.suppress(Exception):  # a note for people; the trial may be claimed again already
+        backend.set_trial_user_attr(trial_id, "interrupted", why)
+        backend.set_trial_user_attr(trial_id, "resumed", int(trial.user_attrs.get("resumed", 0)) + 1)
+    return True
+
+
+def _stored_times(start: datetime.datetime | None) -> list:
+    """A FrozenTrial's local start time as RDBStorage stores it (naive UTC), both readings of an
+    hour that a clock change repeats."""
+    if start is None:
+        return [None]
+    return [start.replace(fold=fold).astimezone(datetime.timezone.utc).replace(tzinfo=None) for fold in (0, 1)]
+
+
+def thread_setup(kept: dict) -> dict:
+    """This attempt's torch thread counts (``threads``, ``interop_threads``) as a trial records
+    them: a number, or ``"2, then 1"`` when an earlier attempt of the run (``kept``: its trial's
+    user attrs) trained under another count (a resumed run then differs from an uninterrupted one)."""
+    out = {}
+    for name, now in (("threads", torch.get_num_threads()), ("interop_threads", torch.get_num_interop_threads())):
+        before = kept.get(name)
+        if before in (None, now) or str(before).endswith(f", then {now}"):
+            out[name] = now if before in (None, now) else before
+        else:
+            out[name] = f"{before}, then {now}"
+    return out
 
 
 def failed_cells(trials) -> dict[str, str]:
@@ -252,14 +345,10 @@ def label(cell: Cell) -> str:
             + ("" if cell.subset is None else f" subset {cell.subset}"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _alive(attrs: dict) -> bool:
+    """False only when the trial's worker is known dead: it ran in this PID namespace (same host,
+    same ``ns``; not merely the same hostname, which containers share) and its process is gone."""
+    return liveness(attrs) is not False
 
 
 @contextlib.contextmanager
