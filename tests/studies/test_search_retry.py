@@ -165,3 +165,20 @@ def test_of_two_reapers_one_moves_the_trial(tmp_path):
     study, frozen = fresh_search(tmp_path)
     assert [resume_in_place(study, frozen, "worker process died") for _ in range(2)] == [True, False]
     assert study.get_trials(deepcopy=False)[0].user_attrs["resumed"] == 1
+
+
+def test_a_trial_asked_beyond_the_search_count_is_closed_unrun(tmp_path):
+    """Two workers that find a search one trial short at the same moment (both resuming after a
+    database outage) each ask for one: the later one is surplus and closed without params."""
+    import optuna
+
+    from medpeft.studies.search import SURPLUS, surplus
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="x:search:g")
+    asked = [study.ask() for _ in range(4)]
+    assert not any(surplus(study, trial, 4) for trial in asked)  # the four the search asks for
+    extra = study.ask()
+    assert surplus(study, extra, 4)
+    frozen = study.get_trials(deepcopy=False)[extra.number]
+    assert frozen.state == optuna.trial.TrialState.FAIL and frozen.user_attrs == {SURPLUS: True} and not frozen.params
+    study.enqueue_trial({"lr": 1e-3}, user_attrs={"retry_of": 1, "cell": "c"})  # a queued retry is never surplus
+    assert not surplus(study, study.ask(), 4)

@@ -153,6 +153,12 @@ def counts(url: str, name: str) -> dict[str, int]:
     return out
 
 
+def closed_search_trials(url: str, name: str) -> int:
+    return sum(1 for summary in optuna.get_all_study_summaries(url) if summary.study_name.startswith(f"{name}:search:")
+               for t in optuna.load_study(study_name=summary.study_name, storage=url).get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+
+
 def sweep_through_outage(tmp_path, proxied, outage: float, **study) -> None:
     """`study run --workers 2` through the proxy; the proxy goes down for ``outage`` s once a cell
     has finished; every cell must finish once, no trial fail, both workers live to the end."""
@@ -165,8 +171,8 @@ def sweep_through_outage(tmp_path, proxied, outage: float, **study) -> None:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and parent.poll() is None:
         with contextlib.suppress(KeyError, Exception):
-            if sum(counts(direct, name).values()) >= 1:
-                break
+            if sum(counts(direct, name).values()) >= 1 or closed_search_trials(direct, name) >= 1:
+                break  # mid-sweep: a cell, or with a search a first search trial, has finished
         time.sleep(0.5)
     assert parent.poll() is None, "the sweep ended before the outage"
     proxy.down()
@@ -174,7 +180,9 @@ def sweep_through_outage(tmp_path, proxied, outage: float, **study) -> None:
     proxy.up()
     out = parent.communicate(timeout=900)[0]
     assert parent.returncode == 0, out
-    cells = {t.user_attrs["cell"] for t in optuna.load_study(study_name=name, storage=direct).get_trials()}
+    # (a claim that found the queue emptied by the other worker is closed as "claimed nothing")
+    cells = {t.user_attrs["cell"] for t in optuna.load_study(study_name=name, storage=direct).get_trials()
+             if "cell" in t.user_attrs}
     assert counts(direct, name) == {cell: 1 for cell in cells} and len(cells) == 4  # every cell once
     trials = optuna.load_study(study_name=name, storage=direct).get_trials(deepcopy=False)
     assert not [t.user_attrs.get("error") for t in trials if t.user_attrs.get("error")]
@@ -183,6 +191,15 @@ def sweep_through_outage(tmp_path, proxied, outage: float, **study) -> None:
     everything = out + "".join(logs)
     assert "unreachable" in everything and "reachable again" in everything
     assert "Traceback" not in everything
+    searches = [s.study_name for s in optuna.get_all_study_summaries(direct) if s.study_name.startswith(f"{name}:search:")]
+    for search in searches:  # no search state lost: every trial asked for ran once and closed
+        every = optuna.load_study(study_name=search, storage=direct).get_trials(deepcopy=False)
+        # workers that resume together may each ask for the last trial: the later ones are closed unrun
+        trials = [t for t in every if not t.user_attrs.get("surplus")]
+        assert all(t.state == TrialState.FAIL and not t.params for t in every if t not in trials)
+        assert [t.number for t in trials] == list(range(study["search"]["trials"])), [(t.number, t.state) for t in every]
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [t.state for t in trials]
+    assert len(searches) == (len(study["fractions"]) if "search" in study else 0)  # one search per group
 
 
 TINY_SWEEP = dict(fractions=[0.5, 1.0], seeds=[0, 1], methods=[{"name": "fft", "label": "FFT"}],
@@ -196,6 +213,12 @@ def test_a_two_worker_sweep_survives_a_short_outage(tmp_path, proxied):
 @pytest.mark.slow
 def test_a_two_worker_sweep_survives_a_minute_long_outage(tmp_path, proxied):
     sweep_through_outage(tmp_path, proxied, 60.0, **TINY_SWEEP)
+
+
+@pytest.mark.slow
+def test_a_searched_sweep_survives_a_minute_long_outage_with_its_search_whole(tmp_path, proxied):
+    sweep_through_outage(tmp_path, proxied, 60.0, **TINY_SWEEP, search={
+        "trials": 4, "pruner": "asha", "space": {"FFT": {"lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}}})
 
 
 def test_starters_racing_on_an_empty_database_all_open_it():

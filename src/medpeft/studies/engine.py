@@ -42,7 +42,7 @@ from rich.console import Console
 from ..console import make_console, print_warning
 from ..runtime import RunInUse
 from .reuse import find_donor, finished_runs
-from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter,
+from .search import (at_edge, best_params, edge_messages, needs_trials, open_search, pruning_reporter, surplus,
                      search_sampler, searched_cell)
 from .spec import Cell, StudyConfig, cells, search_space, with_params
 from .storage import open_storage, storage_url
@@ -321,6 +321,8 @@ class Engine:
                 continue
             with self.claiming():
                 trial = study.ask()
+            if surplus(study, trial, self.study.search.trials):  # another worker asked the last one
+                continue
             study.sampler = search_sampler(self.study.search, group, trial.number, self._space(cell))
             searched = searched_cell(self.study, cell, trial)
             run_dir = Path(trial.user_attrs.get("run_dir") or Path("runs") / "search" / group / f"t{trial.number}")

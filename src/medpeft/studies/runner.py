@@ -168,9 +168,11 @@ def _watch(engine: Engine, procs: list[subprocess.Popen], console: Console, star
         interval = poll_interval(time.process_time() - cpu, POLL)
         return status
 
-    def wait() -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            next(p for p in procs if p.poll() is None).wait(timeout=interval)
+    def wait() -> None:  # until a worker exits, at most `interval` s
+        live = [p for p in procs if p.poll() is None]
+        if live:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                live[0].wait(timeout=interval)
 
     interval = POLL
     if console.is_terminal:

@@ -69,6 +69,22 @@ def needs_trials(search: optuna.Study, trials: int) -> bool:
     return len(started) < trials or bool(waiting)
 
 
+SURPLUS = "surplus"  # a search trial's user attr: asked beyond the search's count, closed unrun
+
+
+def surplus(search: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
+    """Close ``trial`` unrun when it is one too many: workers that find a search one trial short
+    at the same moment (e.g. all resuming after a database outage) each ask for one, and Optuna
+    numbers trials in order, so a freshly asked trial numbered ``trials`` or more is surplus (a
+    queued retry keeps its attributes and is never surplus). It is failed with ``surplus`` set,
+    which samplers, pruners and reports ignore."""
+    if trial.number < trials or trial.user_attrs:
+        return False
+    trial.set_user_attr(SURPLUS, True)
+    search.tell(trial, state=TrialState.FAIL)
+    return True
+
+
 def searched_cell(study: StudyConfig, cell: Cell, trial: optuna.Trial) -> Cell:
     """The cell as search trial ``trial`` runs it: its params drawn from the search space (after
     :func:`search_sampler` is set), the search seed, and the search patience unless the cell has
