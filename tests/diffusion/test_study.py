@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medpeft.cli import main
-from medpeft.studies import runner
+from medpeft.studies import supervise
 from medpeft.studies.generative import DIFFUSION, load_diffusion_study
 from medpeft.studies.generative_report import report_diffusion_study
 from medpeft.studies.runner import CLASSIFIER, kind_of, run_worker
@@ -103,9 +103,10 @@ def test_the_study_commands_run_a_diffusion_study_file(tmp_path, monkeypatch, ca
             return self.code
 
         wait = poll
+        returncode = property(poll)
 
-    monkeypatch.setattr(runner, "subprocess", type("Subprocess", (), {"Popen": InProcess,
-                                                                      "STDOUT": subprocess.STDOUT}))
+    monkeypatch.setattr(supervise, "subprocess", type("Subprocess", (), {"Popen": InProcess,
+                                                                         "STDOUT": subprocess.STDOUT}))
     assert main(["study", "run", str(path), "--threads", "1"]) == 0
     assert spawned == [["-m", "medpeft.cli", "study", "worker", str(path), "--dir", str(tmp_path),
                         "--threads", "1", "--id", "1"]]
