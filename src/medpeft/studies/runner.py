@@ -332,22 +332,22 @@ def report_study(path: str | Path, *, storage: str | None = None, work_dir: str 
 
     console = console or make_console()
     kind = kind or kind_of(path)
-    for where in [path, *also]:  # read-only: a study not in its storage is not created by its report
-        other = kind if where is path else CLASSIFIER
-        engine, why = started_engine(other, other.load(where), work_dir_of(where, work_dir if where is path else None),
-                                     storage if where is path else None, console)
+    engines = []  # the first study's, then those of `also` (classifier studies, each in its own folder;
+    # a diffusion report refuses `also` itself)
+    for index, where in enumerate([path, *also] if kind is CLASSIFIER else [path]):  # read-only: a study
+        this = kind if index == 0 else CLASSIFIER  # not in its storage is not created by its report
+        engine, why = started_engine(this, this.load(where), work_dir_of(where, work_dir if index == 0 else None),
+                                     storage if index == 0 else None, console)
         if engine is None:
             raise ValueError(f"nothing to report: {why}")
         missing = missing_runs(engine)
         if missing:
             print_warning(console, missing_runs_message(missing, engine.work_dir))
+        engines.append(engine)
     if kind is not CLASSIFIER:
         return _report_diffusion(path, storage=storage, work_dir=work_dir, out=out, console=console, fmt=fmt,
                                  command=command, also=also, title=title)
-    study = load_study(path)
-    work = work_dir_of(path, work_dir)
-    engines = [Engine(study, work, storage, console=console)]
-    engines += [Engine(load_study(other), work_dir_of(other, None), console=console) for other in also]
+    study, work = engines[0].study, engines[0].work_dir
     records = _joined_records(engines)
     title = title or study.report.title or (f"{study.name}: {study.description}" if study.description else study.name)
     anchors = list({json.dumps(dataclasses.asdict(a), sort_keys=True): dataclasses.asdict(a)
